@@ -1,0 +1,68 @@
+"""Losses and metrics: softmax cross-entropy, mean-squared error, accuracy.
+
+``reduction``: ``"mean"`` (average over samples) or ``"sum"``.  The authors'
+RSO code SUMS the cross-entropy over the batch and computes it in float64
+(``dtype=numpy.float64`` here); RSO's accept/reject decision does not depend
+on the scale, but float64 keeps small loss differences from rounding away.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from .backend import get_array_module
+from .nn.functional import log_softmax
+
+__all__ = ["cross_entropy", "mse", "accuracy", "one_hot"]
+
+
+def _reduce(per_sample, reduction):
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "sum":
+        return per_sample.sum()
+    raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+def _check_labels(logits, labels, who):
+    if getattr(logits, "ndim", None) != 2:
+        raise ValueError(f"{who}: expected logits of shape (N, classes), got {getattr(logits, 'shape', type(logits))}")
+    if getattr(labels, "shape", None) != (logits.shape[0],) or labels.dtype.kind not in "iu":
+        raise ValueError(f"{who}: expected integer labels of shape ({logits.shape[0]},), got "
+                         f"{getattr(labels, 'shape', type(labels))} {getattr(labels, 'dtype', '')}")
+
+
+def cross_entropy(logits, labels, reduction: str = "mean", dtype=numpy.float32):
+    """Softmax cross-entropy ``-log softmax(logits)[label]``: logits (N, C), integer labels (N,) -> scalar array.
+
+    Stable for any logits (log-sum-exp with the maximum subtracted).  ``dtype``
+    is the precision of the whole computation (float64: the authors' RSO code).
+    """
+    _check_labels(logits, labels, "cross_entropy")
+    xp = get_array_module(logits)
+    logp = log_softmax(logits.astype(dtype, copy=False), axis=1)  # (N, C)
+    picked = xp.take_along_axis(logp, labels.reshape(-1, 1).astype(xp.int64), axis=1)[:, 0]  # (N,)
+    return _reduce(-picked, reduction)
+
+
+def mse(pred, target, reduction: str = "mean"):
+    """Mean-squared error: the mean (or sum) over ALL elements of ``(pred - target)^2`` (PyTorch's MSELoss).
+
+    The aMC paper's Fig. 1 loss: softmax outputs against one-hot targets (see :func:`one_hot`).
+    """
+    if getattr(pred, "shape", None) != getattr(target, "shape", None):
+        raise ValueError(f"mse: pred {getattr(pred, 'shape', None)} and target {getattr(target, 'shape', None)} differ in shape")
+    d = pred - target
+    return _reduce(d * d, reduction)
+
+
+def one_hot(labels, num_classes: int, dtype=numpy.float32):
+    """Integer labels (N,) -> (N, num_classes) one-hot rows."""
+    xp = get_array_module(labels)
+    return (labels.reshape(-1, 1) == xp.arange(num_classes)).astype(dtype)
+
+
+def accuracy(logits, labels) -> float:
+    """Fraction of rows whose arg-max equals the label, as a Python float (a host sync on GPU)."""
+    _check_labels(logits, labels, "accuracy")
+    return float((logits.argmax(axis=1) == labels).mean())  # host sync

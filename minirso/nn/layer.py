@@ -1,0 +1,142 @@
+"""The base class every layer shares: declared parameters, train/eval mode, input checks, signal-norm bookkeeping.
+
+A layer is forward-only (no autograd anywhere in minirso).  It never owns its
+trainable arrays: it *declares* them with :meth:`Layer.param_specs`, and the
+model (:class:`minirso.nn.Sequential`) binds views of its flat buffer onto the
+layer's attributes (``self.weight`` etc.).
+
+Signal norm (aMC paper, sec. III B): while ``recording`` is on, a layer with
+weights adds, for each of its neurons j, the data sum of
+
+    q_j = sum_{i -> j} S_i^2                    (the fan-in sum in eq. 17)
+
+and the number of evaluations, so that after any number of (chunked) forward
+passes ``lambda_j = (sum q_j / count)^(-1/2)`` is eq. (17) exactly.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from ..backend import get_array_module
+
+__all__ = ["Layer", "LAYER_TYPES"]
+
+_FLOAT_INPUTS = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float16))
+
+LAYER_TYPES = {}  # class name -> class, filled by Layer.__init_subclass__; rebuilds layers from their dicts
+
+
+class Layer:
+    """Base class.  Subclasses implement :meth:`forward` and, if trainable, :meth:`param_specs`."""
+
+    buffer_names = ()  # non-trainable arrays kept as attributes (BatchNorm running statistics)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            LAYER_TYPES[cls.__name__] = cls
+
+    def __init__(self, name: str | None = None):
+        self.name = name  # the model fills in a default; it prefixes this layer's parameter names
+        self.training = True
+        self.recording = False  # signal-norm statistics on/off (see module docstring)
+        self._stat_sum = {}  # stat key -> float64 array of per-neuron sums of q_j
+        self._stat_count = {}  # stat key -> number of evaluations summed
+
+    # ---- structure ---------------------------------------------------------------------------
+    def param_specs(self):
+        """The trainable tensors this layer needs, as :class:`minirso.params.ParamSpec` (none by default)."""
+        return []
+
+    def children(self):
+        """Sub-layers (residual blocks have some); their parameters are named under this layer."""
+        return []
+
+    def config(self) -> dict:
+        """Constructor arguments, enough to rebuild the layer (used for architecture JSON)."""
+        return {}
+
+    def to_dict(self) -> dict:
+        """``{"type", "name", "config"}``: JSON-able, and :meth:`from_dict` rebuilds the layer."""
+        return {"type": type(self).__name__, "name": self.name, "config": self.config()}
+
+    @staticmethod
+    def from_dict(d: dict) -> "Layer":
+        """Rebuild a layer from :meth:`to_dict` output (parameters are bound later by the model)."""
+        try:
+            cls = LAYER_TYPES[d["type"]]
+        except KeyError:
+            raise ValueError(f"unknown layer type {d.get('type')!r}; known: {sorted(LAYER_TYPES)}") from None
+        return cls._from_config(dict(d.get("config", {})), d.get("name"))
+
+    @classmethod
+    def _from_config(cls, config: dict, name):
+        return cls(**config, name=name)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+    # ---- mode --------------------------------------------------------------------------------
+    def train(self, mode: bool = True):
+        self.training = mode
+        for child in self.children():
+            child.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # ---- forward -----------------------------------------------------------------------------
+    def forward(self, x):
+        raise NotImplementedError
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def _check(self, x, ndim, expect: str, **sizes):
+        """Validate an input; return it as float32.
+
+        ``ndim``: the required number of axes (an int, a tuple of allowed ones, or None for any);
+        ``expect`` describes the expected shape for the message, e.g. ``"(N, 16, H, W)"``;
+        ``sizes`` maps axis numbers (as ``a1=16``, or ``a_1`` for the last axis) to required sizes.
+        """
+        shape = getattr(x, "shape", None)
+        if shape is None or not hasattr(x, "dtype"):
+            raise ValueError(f"{self._label()}: expected an array of shape {expect}, got {type(x).__name__}")
+        ndims = (ndim,) if isinstance(ndim, int) else ndim
+        bad_ndim = ndims is not None and len(shape) not in ndims
+        if bad_ndim or len(shape) == 0 or any(shape[int(k[1:].replace("_", "-"))] != v for k, v in sizes.items()):
+            raise ValueError(f"{self._label()}: expected input of shape {expect}, got {tuple(shape)}")
+        if numpy.dtype(x.dtype) not in _FLOAT_INPUTS:
+            raise ValueError(
+                f"{self._label()}: expected a float32 (or float16) input of shape {expect}, got dtype {x.dtype}"
+            )
+        return x.astype(numpy.float32, copy=False)
+
+    def _label(self):
+        return f"{type(self).__name__} {self.name!r}" if self.name else type(self).__name__
+
+    # ---- signal-norm statistics --------------------------------------------------------------
+    def _record(self, key: str, q_sum, count: int):
+        """Add per-neuron sums of q_j (see module docstring) over ``count`` evaluations."""
+        xp = get_array_module(q_sum)
+        q_sum = q_sum.astype(xp.float64)
+        old = self._stat_sum.get(key)
+        self._stat_sum[key] = q_sum if old is None else old + q_sum
+        self._stat_count[key] = self._stat_count.get(key, 0) + int(count)
+
+    def reset_stats(self):
+        self._stat_sum, self._stat_count = {}, {}
+        for child in self.children():
+            child.reset_stats()
+
+    def mean_stat(self, key: str):
+        """Data average of q_j per neuron for stat ``key`` (the bracket of aMC eq. 17), float64."""
+        if key not in self._stat_sum or self._stat_count[key] == 0:
+            raise RuntimeError(
+                f"{self._label()}: no signal-norm statistics recorded; run a forward pass over the data "
+                "through the whole model inside `with model.signal_stats():` first"
+            )
+        return self._stat_sum[key] / self._stat_count[key]

@@ -1,0 +1,263 @@
+"""The model: a sequence of layers over one flat parameter buffer.
+
+``Sequential`` does four things a newcomer should look at in this order:
+
+1. **binding** (``__init__``): collect every layer's :class:`ParamSpec`,
+   allocate ONE float32 buffer ``self.params``, and set each layer attribute
+   (``conv.weight`` ...) to a reshaped view of its slice;
+2. **partial forward** (``forward(x, start=k)``): run layers k.. from the
+   *input* of layer k, the trick behind RSO's activation caching (RSO paper
+   sec. 4.7): a trial of a weight in layer k never recomputes layers < k;
+3. **activation cache** (``layer_inputs``): the input of layer k for a whole
+   dataset, computed in chunks so memory stays bounded;
+4. **signal norm** (``signal_stats`` / ``signal_norm_lambda``): the lambda_i of
+   aMC eqs. (17)-(18) from statistics gathered during a forward pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from ..backend import array_module, get_array_module, to_numpy, xp
+from ..params import allocate
+from . import init as _init
+from .layer import Layer
+from .norm import _BatchNorm
+
+__all__ = ["Sequential"]
+
+
+def _walk(layer, path):
+    """Yield ``(path, layer)`` for ``layer`` and its sub-layers, depth first."""
+    yield path, layer
+    for child in layer.children():
+        yield from _walk(child, f"{path}.{child.name}")
+
+
+class Sequential:
+    """``Sequential(layer, layer, ..., seed=0, init="kaiming")``: layers run in order.
+
+    Attributes: ``layers`` (the list), ``params`` (1-D float32 buffer, every
+    trainable tensor is a view into it), ``param_groups`` (one
+    :class:`minirso.params.ParamGroup` per tensor, in buffer order), ``seed``
+    and ``init`` (how ``params`` was initialised, see :mod:`minirso.nn.init`).
+    Layers without a name get ``<type><index>``, e.g. ``dense0``.
+    """
+
+    def __init__(self, *layers, seed: int = 0, init="kaiming"):
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        if not layers:
+            raise ValueError("Sequential needs at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential: item {i} is {type(layer).__name__}, not a minirso Layer")
+            if layer.name is None:
+                layer.name = f"{type(layer).__name__.lower()}{i}"
+        self.layers = list(layers)
+        self._check_names()
+        self.training = True
+        self.seed, self.init = int(seed), _init.check_scheme(init)
+
+        # 1. binding: one buffer, views onto layer attributes
+        entries, owners = [], []
+        for i, layer in enumerate(self.layers):
+            for path, owner in _walk(layer, layer.name):
+                for spec in owner.param_specs():
+                    entries.append((i, f"{path}.{spec.name}", spec))
+                    owners.append(owner)
+        self.params, self.param_groups, views = allocate(entries, xp())
+        self._bound = [(g, owner, spec) for g, owner, (_, _, spec) in zip(self.param_groups, owners, entries)]
+        self._bind(views)
+        _init.initialize(self.params, self.param_groups, self.init, self.seed)
+
+    def _check_names(self):
+        scopes = [("model", self.layers)] + [(f"block {p!r}", l.children()) for p, l, _ in self.named_layers()]
+        for scope, layers in scopes:
+            names = [layer.name for layer in layers]
+            for n in names:
+                if not isinstance(n, str) or not n or "." in n or "/" in n:
+                    raise ValueError(f"layer name {n!r} in {scope}: names must be non-empty and contain no '.' or '/'")
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"duplicate layer names in {scope}: {dup}")
+
+    def _bind(self, views):
+        for (g, owner, spec), view in zip(self._bound, views):
+            setattr(owner, spec.name, view)
+
+    # ---- structure -----------------------------------------------------------------------------
+    @property
+    def num_params(self) -> int:
+        return int(self.params.size)
+
+    def named_layers(self):
+        """``(path, layer, top_index)`` for every layer and sub-layer, e.g. ``("res1.body0", Conv2d, 3)``."""
+        for i, top in enumerate(self.layers):
+            for path, layer in _walk(top, top.name):
+                yield path, layer, i
+
+    def buffers(self) -> dict:
+        """Non-trainable state by name, e.g. ``{"bn1.running_mean": array, ...}`` (BatchNorm statistics)."""
+        return {f"{p}.{b}": getattr(l, b) for p, l, _ in self.named_layers() for b in l.buffer_names}
+
+    def architecture(self) -> dict:
+        """JSON-able description: ``{"layers": [...], "seed", "init", "num_params"}``; see :meth:`from_architecture`."""
+        init = self.init if isinstance(self.init, str) else list(self.init)
+        return {"layers": [l.to_dict() for l in self.layers], "seed": self.seed, "init": init,
+                "num_params": self.num_params}
+
+    @classmethod
+    def from_architecture(cls, arch: dict) -> "Sequential":
+        """Rebuild a model (freshly initialised with the recorded seed) from :meth:`architecture` output."""
+        model = cls([Layer.from_dict(d) for d in arch["layers"]], seed=arch.get("seed", 0),
+                    init=arch.get("init", "kaiming"))
+        if "num_params" in arch and model.num_params != arch["num_params"]:
+            raise ValueError(f"architecture says {arch['num_params']} parameters, the rebuilt model has {model.num_params}")
+        return model
+
+    def summary(self) -> str:
+        """A table of parameter tensors: name, kind, shape, count, slice."""
+        rows = [f"{'parameter':32s} {'kind':9s} {'shape':18s} {'count':>8s}  slice"]
+        for g in self.param_groups:
+            rows.append(f"{g.name:32s} {g.kind:9s} {str(g.shape):18s} {g.size:8d}  [{g.slice.start}:{g.slice.stop}]")
+        rows.append(f"{'total':32s} {'':9s} {'':18s} {self.num_params:8d}")
+        return "\n".join(rows)
+
+    def __repr__(self):
+        inner = "\n".join(f"  ({l.name}) {l!r}" for l in self.layers)
+        return f"Sequential(\n{inner}\n)  # {self.num_params} parameters"
+
+    # ---- mode and device -----------------------------------------------------------------------
+    def train(self, mode: bool = True):
+        """Training mode: BatchNorm uses batch statistics (see :mod:`minirso.nn.norm`)."""
+        self.training = mode
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode: BatchNorm uses its running statistics."""
+        return self.train(False)
+
+    def to(self, backend: str):
+        """Move parameters and buffers to ``"numpy"`` or ``"cupy"`` (views are re-bound); returns self."""
+        target = array_module(backend)
+        self.params = target.asarray(to_numpy(self.params))
+        self._bind([self.params[g.slice].reshape(g.shape) for g in self.param_groups])
+        for _, layer, _ in self.named_layers():
+            for b in layer.buffer_names:
+                setattr(layer, b, target.asarray(to_numpy(getattr(layer, b))))
+        return self
+
+    # ---- 2. forward ----------------------------------------------------------------------------
+    def forward(self, x, start: int = 0, stop: int | None = None):
+        """Run layers ``start .. stop-1`` on ``x``, which must be the INPUT of layer ``start``.
+
+        ``forward(x)`` is the whole net; ``forward(a, start=k)`` continues from
+        cached inputs ``a`` of layer k; ``forward(x, stop=k)`` returns the input of layer k.
+        """
+        n = len(self.layers)
+        stop = n if stop is None else stop
+        if not (0 <= start <= stop <= n):
+            raise ValueError(f"forward: need 0 <= start <= stop <= {n}, got start={start}, stop={stop}")
+        if get_array_module(x) is not get_array_module(self.params):
+            raise ValueError(
+                f"forward: input is a {type(x).__module__.split('.')[0]} array but the model's parameters are "
+                f"{type(self.params).__module__.split('.')[0]}; convert with minirso.backend.asarray / to_numpy"
+            )
+        for layer in self.layers[start:stop]:
+            x = layer(x)
+        return x
+
+    __call__ = forward
+
+    # ---- 3. activation cache -------------------------------------------------------------------
+    def layer_inputs(self, x, layer: int, chunk_size: int = 2000, start: int = 0, dtype=None):
+        """The input activations of ``layers[layer]`` for every sample of ``x``, computed ``chunk_size`` at a time.
+
+        ``x`` is the input of layer ``start`` (default: the network input).
+        Peak memory: the result plus one chunk's activations.  In training mode
+        BatchNorm normalises each chunk with that chunk's statistics (as the
+        authors' RSO code, which caches in batches of 2,000), so cached values
+        depend on the chunking; in eval mode they do not.  ``dtype`` (e.g.
+        float16) stores the result in a smaller type.
+        """
+        if not (start <= layer <= len(self.layers)):
+            raise ValueError(f"layer_inputs: layer must be in [{start}, {len(self.layers)}], got {layer}")
+        if chunk_size < 1:
+            raise ValueError(f"layer_inputs: chunk_size must be >= 1, got {chunk_size}")
+        xp = get_array_module(self.params)
+        n = x.shape[0]
+        out = None
+        for i in range(0, n, chunk_size):
+            a = self.forward(x[i : i + chunk_size], start, layer)
+            if out is None:
+                out = xp.empty((n,) + a.shape[1:], dtype=dtype or a.dtype)  # (N, ...) the cache
+            out[i : i + a.shape[0]] = a
+        return out
+
+    def reestimate_batchnorm(self, x, chunk_size: int | None = None):
+        """Set every BatchNorm's running statistics from the data ``x`` (RSO: no gradient step updates them).
+
+        One training-mode pass: each BatchNorm normalises with batch statistics
+        and accumulates the mean and (biased) variance of ALL its inputs.  With
+        ``chunk_size=None`` the pass is one batch and this is exactly the
+        authors' reset from one forward pass (they use the first 2,000 training
+        images); smaller chunks bound memory and use per-chunk normalisation
+        upstream.  The model's mode is restored afterwards.
+        """
+        bns = [l for _, l, _ in self.named_layers() if isinstance(l, _BatchNorm)]
+        if not bns:
+            return
+        was_training = self.training
+        self.train()
+        for bn in bns:
+            bn.begin_estimate()
+        try:
+            step = chunk_size or x.shape[0]
+            for i in range(0, x.shape[0], step):
+                self.forward(x[i : i + step])
+            for bn in bns:
+                bn.end_estimate()
+        finally:
+            for bn in bns:
+                bn._estimate = None
+            self.train(was_training)
+
+    # ---- 4. signal norm ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def signal_stats(self):
+        """Inside this block, forward passes record signal-norm statistics (reset on entry).
+
+        Any number of passes (chunks of a dataset) may run inside; the average
+        is over all of them.  Then call :meth:`signal_norm_lambda`.
+        """
+        layers = [l for _, l, _ in self.named_layers()]
+        for layer in layers:
+            layer.reset_stats()
+            layer.recording = True
+        try:
+            yield self
+        finally:
+            for layer in layers:
+                layer.recording = False
+
+    def signal_norm_lambda(self):
+        """lambda_i for every parameter, one float32 array aligned with ``params`` (aMC eqs. 17-18).
+
+        Weights feeding neuron j: ``lambda = (<sum_{i->j} S_i^2>_data)^(-1/2)``,
+        and 0 where that average is exactly zero (every input to the neuron is
+        zero: the paper's regularisation).  Biases and normalisation shifts: 1.
+        """
+        xp = get_array_module(self.params)
+        lam = xp.ones_like(self.params)  # (P,)
+        for g, owner, spec in self._bound:
+            if spec.stat is None:
+                continue
+            q = owner.mean_stat(spec.stat)  # (neurons...,) float64
+            safe = xp.where(q > 0, q, 1.0)
+            lam_neuron = xp.where(q > 0, 1.0 / xp.sqrt(safe), 0.0)
+            trailing = (1,) * (len(g.shape) - q.ndim)
+            lam[g.slice].reshape(g.shape)[...] = lam_neuron.reshape(q.shape + trailing)
+        return lam

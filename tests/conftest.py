@@ -1,0 +1,40 @@
+"""Shared test set-up.
+
+The suite runs on whatever backend minirso chooses (MINIRSO_BACKEND=numpy or
+cupy), so the same tests check both: use the ``xp`` fixture to make inputs and
+``to_np`` to bring results back for comparison with NumPy / PyTorch oracles.
+"""
+
+import numpy as np
+import pytest
+
+import minirso
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    on_gpu = minirso.backend_name() == "cupy"
+    for item in items:
+        if "gpu" in item.keywords and not on_gpu:
+            item.add_marker(pytest.mark.skip(reason="needs MINIRSO_BACKEND=cupy on a CUDA machine"))
+        if "slow" in item.keywords and not config.getoption("--runslow"):
+            item.add_marker(pytest.mark.skip(reason="slow: run with --runslow"))
+
+
+@pytest.fixture
+def xp():
+    """The active array module (numpy, or cupy under MINIRSO_BACKEND=cupy)."""
+    return minirso.backend.xp()
+
+
+@pytest.fixture
+def rng():
+    """A NumPy generator for test inputs (asymmetric random data, fixed seed)."""
+    return np.random.default_rng(1234)
+
+
+def to_np(a):
+    return minirso.to_numpy(a)
