@@ -2,7 +2,7 @@
 
 The suite runs on whatever backend minirso chooses (MINIRSO_BACKEND=numpy or
 cupy), so the same tests check both: use the ``xp`` fixture to make inputs and
-``to_np`` to bring results back for comparison with NumPy / PyTorch oracles.
+``minirso.to_numpy`` to bring results back for comparison with NumPy / PyTorch oracles.
 """
 
 import numpy as np
@@ -34,7 +34,3 @@ def xp():
 def rng():
     """A NumPy generator for test inputs (asymmetric random data, fixed seed)."""
     return np.random.default_rng(1234)
-
-
-def to_np(a):
-    return minirso.to_numpy(a)
