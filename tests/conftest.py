@@ -18,9 +18,9 @@ def pytest_addoption(parser):
 def pytest_collection_modifyitems(config, items):
     on_gpu = minirso.backend_name() == "cupy"
     for item in items:
-        if "gpu" in item.keywords and not on_gpu:
+        if item.get_closest_marker("gpu") and not on_gpu:
             item.add_marker(pytest.mark.skip(reason="needs MINIRSO_BACKEND=cupy on a CUDA machine"))
-        if "slow" in item.keywords and not config.getoption("--runslow"):
+        if item.get_closest_marker("slow") and not config.getoption("--runslow"):
             item.add_marker(pytest.mark.skip(reason="slow: run with --runslow"))
 
 
