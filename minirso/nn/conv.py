@@ -54,5 +54,5 @@ class Conv2d(Layer):
         if self.recording:
             xp = get_array_module(x)
             q = F.patch_sq_sum(x, self.kernel_size, self.stride, self.padding)  # (N, Ho, Wo)
-            self._record("in", xp.full((self.out_channels,), q.sum(dtype=xp.float64)), q.size)
+            self._record_shared("in", q.sum(dtype=xp.float64), self.out_channels, q.size)
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)

@@ -127,6 +127,12 @@ class Layer:
         self._stat_sum[key] = q_sum if old is None else old + q_sum
         self._stat_count[key] = self._stat_count.get(key, 0) + int(count)
 
+    def _record_shared(self, key: str, total, neurons: int, count: int):
+        """:meth:`_record` for layers whose neurons all see the same inputs (Dense, Conv2d, RNN):
+        ``total`` (a 0-d device array, no host sync) is the per-neuron sum for every one of ``neurons``."""
+        xp = get_array_module(total)
+        self._record(key, xp.zeros(neurons, dtype=xp.float64) + total, count)
+
     def reset_stats(self):
         self._stat_sum, self._stat_count = {}, {}
         for child in self.children():

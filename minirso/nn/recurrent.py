@@ -69,7 +69,7 @@ class RNN(_Recurrent):
                 seq[:, t] = h
         if self.recording:
             q = (x * x).sum(dtype=xp.float64) + hh_sum
-            self._record("h", xp.full((self.hidden_size,), q), n * t_len)
+            self._record_shared("h", q, self.hidden_size, n * t_len)
         return seq if seq is not None else h
 
 
@@ -117,6 +117,7 @@ class GRU(_Recurrent):
                 seq[:, t] = h
         if self.recording:
             xx = (x * x).sum(dtype=xp.float64)
-            q = xp.concatenate([xp.full((2 * hs,), xx + q_rz), xx + q_n])  # (3H,) in gate order r, z, n
+            q_r_and_z = xp.zeros(2 * hs, dtype=xp.float64) + (xx + q_rz)  # the r and z gates see x and h as they are
+            q = xp.concatenate([q_r_and_z, xx + q_n])  # (3H,) in gate order r, z, n
             self._record("h", q, n * t_len)
         return seq if seq is not None else h
