@@ -70,6 +70,8 @@ def random_bits(seed: int, stream: int, offset: int, n: int, xp=None):
     seed, stream, offset = _check_u64("seed", seed), _check_u64("stream", stream), _check_u64("offset", offset)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    if offset + n > _U64 + 1:
+        raise ValueError(f"offset + n must be <= 2**64 (the sequence's length), got {offset} + {n}")
     xp = xp or _active_xp()
     first, last = offset // 4, (offset + n + 3) // 4  # blocks covering the requested words
     block = xp.arange(first, max(last, first + 1), dtype=xp.uint64)  # (B,)
@@ -83,10 +85,19 @@ def random_bits(seed: int, stream: int, offset: int, n: int, xp=None):
 
 
 def uniform(seed: int, stream: int, offset: int, n: int, xp=None, dtype=numpy.float64):
-    """``n`` uniforms in the open interval (0, 1): ``(bits + 0.5) / 2**32``, element ``i`` from word ``offset + i``."""
+    """``n`` uniforms in the open interval (0, 1) from words ``offset .. offset+n-1``.
+
+    float64 (default): ``(bits + 0.5) / 2**32``; float32: ``((bits >> 9) + 0.5) / 2**23``.
+    """
     xp = xp or _active_xp()
-    u = (random_bits(seed, stream, offset, n, xp).astype(xp.float64) + 0.5) * (1.0 / 2**32)
-    return u.astype(dtype, copy=False)
+    bits = random_bits(seed, stream, offset, n, xp)
+    if numpy.dtype(dtype) == numpy.float32:
+        # (bits + 0.5) / 2**32 would round to exactly 1.0 in float32 for the top words; the top 23
+        # bits give a grid float32 holds exactly: 2**-24 .. 1 - 2**-24, strictly inside (0, 1).
+        return ((bits >> xp.uint32(9)).astype(xp.float32) + xp.float32(0.5)) * xp.float32(1.0 / 2**23)
+    if numpy.dtype(dtype) != numpy.float64:
+        raise ValueError(f"uniform: dtype must be float64 or float32, got {numpy.dtype(dtype)}")
+    return (bits.astype(xp.float64) + 0.5) * (1.0 / 2**32)
 
 
 def normal(seed: int, stream: int, offset: int, n: int, xp=None, dtype=numpy.float32):
