@@ -30,6 +30,11 @@ def _check_labels(logits, labels, who):
     if getattr(labels, "shape", None) != (logits.shape[0],) or labels.dtype.kind not in "iu":
         raise ValueError(f"{who}: expected integer labels of shape ({logits.shape[0]},), got "
                          f"{getattr(labels, 'shape', type(labels))} {getattr(labels, 'dtype', '')}")
+    # Range check on host arrays only: on a GPU it would be a host sync in every loss evaluation
+    # (RSO makes three per weight); the data loaders validate labels once instead.
+    if isinstance(labels, numpy.ndarray) and labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
+        raise ValueError(f"{who}: labels must be in [0, {logits.shape[1]}), got values in "
+                         f"[{labels.min()}, {labels.max()}]")
 
 
 def cross_entropy(logits, labels, reduction: str = "mean", dtype=numpy.float32):

@@ -33,11 +33,13 @@ def _conv(cin, cout, name):
 
 
 def rso_mnist(seed: int = 0, init="kaiming", in_channels: int = 1, num_classes: int = 10,
-              channels: int = 16) -> Sequential:
+              channels: int = 16, bn_eps: float = 1e-5) -> Sequential:
     """The RSO paper's MNIST network (sec. 4.1) as the authors built it: 12,016 parameters.
 
     Layers named ``conv1..conv6``, ``pool2``, ``pool4``, ``bn1..bn6``,
     ``relu1..relu5``, ``gap``, ``fc``.  ``channels`` changes the width (16 in the paper).
+    ``bn_eps``: BatchNorm epsilon; 1e-5 (PyTorch's and Gluon's default) here, while
+    MXNet's ``nd.BatchNorm`` defaults to 1e-3: pass that for the closest reproduction.
     """
     layers, cin = [], in_channels
     for i in range(1, 7):
@@ -46,38 +48,40 @@ def rso_mnist(seed: int = 0, init="kaiming", in_channels: int = 1, num_classes: 
         layers.append(_conv(cin, channels, f"conv{i}"))
         if i in (2, 4):
             layers.append(AvgPool2d(2, name=f"pool{i}"))
-        layers.append(BatchNorm2d(channels, name=f"bn{i}"))
+        layers.append(BatchNorm2d(channels, eps=bn_eps, name=f"bn{i}"))
         cin = channels
     layers += [GlobalAvgPool2d(name="gap"), Dense(channels, num_classes, bias=False, name="fc")]
     return Sequential(layers, seed=seed, init=init)
 
 
-def _stage(i, cin, cout, pool):
+def _stage(i, cin, cout, pool, eps):
     """Plain RSO layer i: [ReLU] conv [pool] BN (ReLU omitted for i = 1)."""
     out = [] if i == 1 else [ReLU(name=f"relu{i - 1}")]
     out.append(_conv(cin, cout, f"conv{i}"))
     if pool:
         out.append(AvgPool2d(2, name=f"pool{i}"))
-    return out + [BatchNorm2d(cout, name=f"bn{i}")]
+    return out + [BatchNorm2d(cout, eps=eps, name=f"bn{i}")]
 
 
-def _block(i, cin, cout, pool):
+def _block(i, cin, cout, pool, eps):
     """Residual RSO layers i, i+1: the pre-ReLU output of layer i-1 is added to conv{i+1}'s output.
 
     ``Residual(body=[ReLU, conv_i, BN_i, ReLU, conv_{i+1}], shortcut)`` then
     ``[pool]`` and ``BN_{i+1}`` (the addition comes before them, as in the
     authors' code); the shortcut is a 1x1 conv + BN when channels change.
     """
-    body = [ReLU(name=f"relu{i - 1}"), _conv(cin, cout, f"conv{i}"), BatchNorm2d(cout, name=f"bn{i}"),
+    body = [ReLU(name=f"relu{i - 1}"), _conv(cin, cout, f"conv{i}"), BatchNorm2d(cout, eps=eps, name=f"bn{i}"),
             ReLU(name=f"relu{i}"), _conv(cout, cout, f"conv{i + 1}")]
-    shortcut = [] if cin == cout else [Conv2d(cin, cout, 1, bias=False, name="proj"), BatchNorm2d(cout, name="proj_bn")]
+    shortcut = [] if cin == cout else [Conv2d(cin, cout, 1, bias=False, name="proj"),
+                                       BatchNorm2d(cout, eps=eps, name="proj_bn")]
     out = [Residual(body, shortcut, name=f"res{i}")]
     if pool:
         out.append(AvgPool2d(2, name=f"pool{i + 1}"))
-    return out + [BatchNorm2d(cout, name=f"bn{i + 1}")]
+    return out + [BatchNorm2d(cout, eps=eps, name=f"bn{i + 1}")]
 
 
-def rso_cifar(depth: int = 10, seed: int = 0, init="kaiming", in_channels: int = 3, num_classes: int = 10) -> Sequential:
+def rso_cifar(depth: int = 10, seed: int = 0, init="kaiming", in_channels: int = 3, num_classes: int = 10,
+              bn_eps: float = 1e-5) -> Sequential:
     """The RSO paper's CIFAR-10 nets (Table 3); ``depth`` = conv layers + 1.
 
     * Depth-3: conv(32) [pool] -> conv(32);
@@ -88,15 +92,17 @@ def rso_cifar(depth: int = 10, seed: int = 0, init="kaiming", in_channels: int =
 
     Each conv is 3x3, pad 1, no bias, followed (after the pool) by BatchNorm;
     ReLU starts the next layer; global average pool and a dense layer without bias end the net.
+    ``bn_eps`` as in :func:`rso_mnist`.
     """
+    e = bn_eps
     if depth == 3:
-        layers = _stage(1, in_channels, 32, True) + _stage(2, 32, 32, False)
+        layers = _stage(1, in_channels, 32, True, e) + _stage(2, 32, 32, False, e)
     elif depth == 5:
-        layers = (_stage(1, in_channels, 16, False) + _stage(2, 16, 16, True) + _stage(3, 16, 32, True)
-                  + _stage(4, 32, 32, False))
+        layers = (_stage(1, in_channels, 16, False, e) + _stage(2, 16, 16, True, e) + _stage(3, 16, 32, True, e)
+                  + _stage(4, 32, 32, False, e))
     elif depth == 10:
-        layers = (_stage(1, in_channels, 16, False) + _block(2, 16, 16, True) + _block(4, 16, 32, True)
-                  + _block(6, 32, 32, False) + _block(8, 32, 32, False))
+        layers = (_stage(1, in_channels, 16, False, e) + _block(2, 16, 16, True, e) + _block(4, 16, 32, True, e)
+                  + _block(6, 32, 32, False, e) + _block(8, 32, 32, False, e))
     else:
         raise ValueError(f"rso_cifar: depth must be 3, 5 or 10 (RSO paper Table 3), got {depth!r}")
     width = layers[-1].num_features
