@@ -102,9 +102,10 @@ class Layer:
         ``expect`` describes the expected shape for the message, e.g. ``"(N, 16, H, W)"``;
         ``sizes`` maps axis numbers (as ``a1=16``, or ``a_1`` for the last axis) to required sizes.
         """
-        shape = getattr(x, "shape", None)
-        if shape is None or not hasattr(x, "dtype"):
-            raise ValueError(f"{self._label()}: expected an array of shape {expect}, got {type(x).__name__}")
+        if not (isinstance(x, numpy.ndarray) or type(x).__module__.startswith("cupy")):
+            raise ValueError(f"{self._label()}: expected a NumPy or CuPy array of shape {expect}, "
+                             f"got {type(x).__module__}.{type(x).__name__}")
+        shape = x.shape
         ndims = (ndim,) if isinstance(ndim, int) else ndim
         bad_ndim = ndims is not None and len(shape) not in ndims
         if bad_ndim or len(shape) == 0 or any(shape[int(k[1:].replace("_", "-"))] != v for k, v in sizes.items()):
