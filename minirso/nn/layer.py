@@ -100,7 +100,7 @@ class Layer:
 
         ``ndim``: the required number of axes (an int, a tuple of allowed ones, or None for any);
         ``expect`` describes the expected shape for the message, e.g. ``"(N, 16, H, W)"``;
-        ``sizes`` maps axis numbers (as ``a1=16``, or ``a_1`` for the last axis) to required sizes.
+        ``sizes`` maps axis numbers (as ``a1=16``: axis 1 must have size 16) to required sizes.
         """
         if not (isinstance(x, numpy.ndarray) or type(x).__module__.startswith("cupy")):
             raise ValueError(f"{self._label()}: expected a NumPy or CuPy array of shape {expect}, "
@@ -108,7 +108,7 @@ class Layer:
         shape = x.shape
         ndims = (ndim,) if isinstance(ndim, int) else ndim
         bad_ndim = ndims is not None and len(shape) not in ndims
-        if bad_ndim or len(shape) == 0 or any(shape[int(k[1:].replace("_", "-"))] != v for k, v in sizes.items()):
+        if bad_ndim or len(shape) == 0 or any(shape[int(k[1:])] != v for k, v in sizes.items()):
             raise ValueError(f"{self._label()}: expected input of shape {expect}, got {tuple(shape)}")
         if numpy.dtype(x.dtype) not in _FLOAT_INPUTS:
             raise ValueError(
