@@ -1,0 +1,71 @@
+"""CuPy against NumPy on the same models (run on a CUDA machine: MINIRSO_BACKEND=cupy python -m pytest).
+
+Every other test module also runs on CuPy then (inputs come from the active backend); this one adds the
+direct comparison: the same seed gives the same parameters on both backends, and forward passes,
+activation caches and signal-norm lambdas agree to float32 rounding.
+"""
+
+import numpy as np
+import pytest
+
+import minirso
+from minirso import models
+
+pytestmark = pytest.mark.gpu
+
+
+def _pair(build):
+    """The same model on CuPy (built there) and on NumPy (built on NumPy, never moved)."""
+    gpu = build()
+    minirso.use_backend("numpy")
+    try:
+        cpu = build()
+    finally:
+        minirso.use_backend("cupy")
+    return gpu, cpu
+
+
+BUILDERS = {
+    "rso_mnist": (lambda: models.rso_mnist(seed=5), (16, 1, 28, 28)),
+    "rso_cifar10": (lambda: models.rso_cifar(10, seed=6), (8, 3, 32, 32)),
+    "mlp_ln": (lambda: models.mlp([784, 64, 64, 10], layer_norm=True, seed=7), (32, 784)),
+    "rnn": (lambda: models.amc_rnn_classifier(seed=8), (8, 50, 2)),
+    "gru": (lambda: models.amc_rnn_classifier(cell="gru", seed=9), (8, 40, 2)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_same_model_on_both_backends(name):
+    build, shape = BUILDERS[name]
+    gpu, cpu = _pair(build)
+    assert minirso.get_array_module(gpu.params).__name__ == "cupy"
+    # Philox bits are identical; the float64 Box-Muller may round differently by one float32 ulp
+    np.testing.assert_allclose(minirso.to_numpy(gpu.params), cpu.params, rtol=2e-7, atol=1e-7)
+    gpu.params[...] = minirso.asarray(cpu.params)  # from here on, bit-identical parameters
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    xg = minirso.asarray(x)
+    for mode in ("train", "eval"):
+        gpu.train(mode == "train")
+        cpu.train(mode == "train")
+        np.testing.assert_allclose(minirso.to_numpy(gpu(xg)), cpu(x), rtol=1e-4, atol=1e-4)
+    k = len(cpu.layers) // 2
+    np.testing.assert_allclose(minirso.to_numpy(gpu.layer_inputs(xg, k, chunk_size=3)),
+                               cpu.layer_inputs(x, k, chunk_size=3), rtol=1e-4, atol=1e-4)
+    with gpu.signal_stats():
+        gpu(xg)
+    with cpu.signal_stats():
+        cpu(x)
+    np.testing.assert_allclose(minirso.to_numpy(gpu.signal_norm_lambda()), cpu.signal_norm_lambda(), rtol=1e-4)
+
+
+def test_model_moves_between_backends():
+    model = models.rso_mnist(seed=1)
+    x = np.random.default_rng(1).standard_normal((4, 1, 28, 28)).astype(np.float32)
+    on_gpu = minirso.to_numpy(model.eval()(minirso.asarray(x)))
+    model.to("numpy")
+    np.testing.assert_allclose(model(x), on_gpu, rtol=1e-4, atol=1e-4)
+    model.to("cupy")
+    assert minirso.get_array_module(model.layers[0].weight).__name__ == "cupy"
+    assert minirso.get_array_module(model.layers[1].running_mean).__name__ == "cupy"
+    with pytest.raises(ValueError, match="numpy array but the model's parameters are cupy"):
+        model(x)
