@@ -547,18 +547,21 @@ SEQ_RTOL, SEQ_ATOL = 1e-4, 2e-5
 
 
 @pytest.mark.parametrize("return_sequences", [True, False])
-def test_rnn_matches_torch(xp, rng, return_sequences):
-    model = build([mnn.RNN(4, 12, return_sequences=return_sequences)], rng, scale=0.3)
-    r = model.layers[0]
-    ref = _torch_rnn(torch.nn.RNN, [r], nonlinearity="tanh")
-    x = rand(xp, rng, (6, 25, 4))
+@pytest.mark.parametrize("cell, ours, theirs, n_in, hidden, scale", [
+    ("rnn", mnn.RNN, torch.nn.RNN, 4, 12, 0.3),
+    ("gru", mnn.GRU, torch.nn.GRU, 5, 9, 0.5),
+])
+def test_recurrent_layer_matches_torch(xp, rng, return_sequences, cell, ours, theirs, n_in, hidden, scale):
+    model = build([ours(n_in, hidden, return_sequences=return_sequences)], rng, scale=scale)
+    ref = _torch_rnn(theirs, model.layers)
+    x = rand(xp, rng, (6, 25, n_in))
     seq, h_n = _torch_seq(ref, x)
     out = run(model, x)
     if return_sequences:
-        assert out.shape == (6, 25, 12)
+        assert out.shape == (6, 25, hidden)
         close(out, seq, SEQ_RTOL, SEQ_ATOL)
     else:
-        assert out.shape == (6, 12)
+        assert out.shape == (6, hidden)
         close(out, h_n[0], SEQ_RTOL, SEQ_ATOL)
 
 
@@ -589,22 +592,6 @@ def test_stacked_rnn_matches_torch_two_layers(xp, rng):
     # the first layer alone gives torch's layer-0 final state
     first = minirso.to_numpy(model.forward(x, stop=1))
     close(first[:, -1], h_n[0], SEQ_RTOL, SEQ_ATOL)
-
-
-@pytest.mark.parametrize("return_sequences", [True, False])
-def test_gru_matches_torch(xp, rng, return_sequences):
-    model = build([mnn.GRU(5, 9, return_sequences=return_sequences)], rng, scale=0.5)
-    g = model.layers[0]
-    ref = _torch_rnn(torch.nn.GRU, [g])
-    x = rand(xp, rng, (6, 25, 5))
-    seq, h_n = _torch_seq(ref, x)
-    out = run(model, x)
-    if return_sequences:
-        assert out.shape == (6, 25, 9)
-        close(out, seq, SEQ_RTOL, SEQ_ATOL)
-    else:
-        assert out.shape == (6, 9)
-        close(out, h_n[0], SEQ_RTOL, SEQ_ATOL)
 
 
 def test_stacked_gru_matches_torch_two_layers(xp, rng):
