@@ -1,0 +1,160 @@
+"""How a candidate's loss is computed: the evaluators, kept apart from the search policies.
+
+RSO and aMC decide WHAT to try and whether to keep it; an evaluator decides
+HOW the loss of a candidate is computed (DESIGN.md, "policy vs. evaluator").
+The classes here are the plain reference versions a reader can check by eye;
+a fast evaluator (fused GPU kernels, incremental trials) must return the same
+numbers, and the tests run the two against each other.
+
+* :class:`CachedEvaluator` answers RSO's question "the losses of these values
+  of parameters ``sl`` on rows ``rows`` of the pool": it caches the input of
+  the layer being optimised over the whole pool (RSO paper sec. 4.7) and runs
+  ``model.forward(start=layer)`` once per candidate.
+* :class:`ModelLoss` answers aMC's question "the loss U(x) of the model's
+  parameters on the current data": a callable ``loss(params) -> float`` that
+  also reports the signal-norm lambda_i (aMC eq. 17-18) and the classification
+  error of the same forward pass.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from ..backend import get_array_module, to_numpy
+from ..losses import cross_entropy, mse, one_hot
+
+__all__ = ["CachedEvaluator", "ModelLoss", "resolve_loss"]
+
+
+def _ce_sum64(logits, labels):
+    return cross_entropy(logits, labels, reduction="sum", dtype=numpy.float64)
+
+
+def _ce_mean64(logits, labels):
+    return cross_entropy(logits, labels, reduction="mean", dtype=numpy.float64)
+
+
+def _mse_targets(pred, y):
+    """MSE against one-hot rows for integer labels (aMC Fig. 1), against ``y`` itself otherwise."""
+    target = one_hot(y, pred.shape[1]) if y.dtype.kind in "iu" else y
+    return mse(pred, target.reshape(pred.shape).astype(pred.dtype, copy=False))
+
+
+LOSSES = {
+    "cross_entropy": _ce_sum64,        # the authors' RSO code: summed over the batch, in float64
+    "cross_entropy_mean": _ce_mean64,  # the same, averaged
+    "mse": _mse_targets,               # the aMC paper's mean-squared error
+}
+
+
+def resolve_loss(loss):
+    """``(name, fn)`` for a loss given by name (see ``LOSSES``) or as a callable ``fn(outputs, targets)``."""
+    if callable(loss):
+        return getattr(loss, "__name__", "custom"), loss
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)} or a callable(outputs, targets), got {loss!r}")
+    return loss, LOSSES[loss]
+
+
+class CachedEvaluator:
+    """RSO's plain evaluator: one ``forward(start=layer)`` per candidate, from cached layer inputs.
+
+    ``prepare(layer, x, y)`` caches the input of ``model.layers[layer]`` for the
+    whole pool ``x`` (chunks of ``chunk_size``, training mode: as the authors'
+    code, BatchNorm normalises each chunk with its own statistics).  When the
+    previous cache was for an earlier layer p <= layer, the new one continues
+    from it (layers < p have not changed since); the result is bit-identical
+    to computing it from ``x``, so a resumed run rebuilds the same cache.
+    """
+
+    def __init__(self, model, loss="cross_entropy", chunk_size: int = 2000):
+        self.model = model
+        self.loss_name, self.loss_fn = resolve_loss(loss)
+        self.chunk_size = int(chunk_size)
+        self.layer, self.inputs, self.labels = None, None, None
+
+    def prepare(self, layer: int, x, y):
+        """Cache the inputs of layer ``layer`` for the pool ``x`` (its labels ``y``)."""
+        m = self.model
+        if layer == 0:
+            inputs = x
+        elif self.layer is not None and self.layer <= layer and self.labels is y:
+            inputs = m.layer_inputs(self.inputs, layer, self.chunk_size, start=self.layer)
+        else:
+            inputs = m.layer_inputs(x, layer, self.chunk_size)
+        self.layer, self.inputs, self.labels = layer, inputs, y
+
+    def losses(self, sl: slice, candidates, rows):
+        """Loss of the model with ``params[sl] = candidates[k]``, for each k, on pool rows ``rows``.
+
+        ``candidates``: (K, n) values for the n parameters in ``sl``.  Returns a
+        NumPy float64 array (K,).  ``params[sl]`` is restored before returning.
+        """
+        params = self.model.params
+        xb, yb = self.inputs[rows], self.labels[rows]  # (B, ...) gathered once for all K candidates
+        saved = params[sl].copy()
+        out = numpy.empty(len(candidates))
+        try:
+            for k in range(len(candidates)):
+                params[sl] = candidates[k]
+                out[k] = float(self.loss_fn(self.model.forward(xb, start=self.layer), yb))  # host sync
+        finally:
+            params[sl] = saved
+        return out
+
+
+class ModelLoss:
+    """``U(params)`` of a minirso model on ``(x, y)``: the loss callable aMC needs.
+
+    * ``loss``: ``"mse"`` (default; the aMC paper: one-hot targets for integer
+      labels), ``"cross_entropy"`` (summed, float64), ``"cross_entropy_mean"``
+      or a callable ``fn(outputs, targets) -> scalar``.
+    * ``select(rows)`` restricts the next evaluations to a minibatch (``None``:
+      all data); aMC calls it in minibatch mode.
+    * With ``signal_stats = True`` every evaluation records the statistics of
+      aMC eq. (17) in the same forward pass, and :meth:`lambdas` returns the
+      lambda_i of eq. (18) for the last evaluated parameters: no extra pass.
+    * ``last_error``: classification error of the last evaluation (integer
+      labels only, else None), read by aMC's progressive batching (sec. II F).
+
+    ``loss(params)`` first copies ``params`` into ``model.params`` unless it IS
+    that buffer (the usual case: aMC moves the model's buffer in place).
+    """
+
+    def __init__(self, model, x, y, loss="mse"):
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"ModelLoss: x has {x.shape[0]} samples but y has {y.shape[0]}")
+        self.model, self.x, self.y = model, x, y
+        self.loss_name, self.loss_fn = resolve_loss(loss)
+        self.signal_stats = False
+        self.rows = None
+        self.last_error = None
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.x.shape[0])
+
+    def select(self, rows):
+        """Evaluate on ``x[rows]`` from now on (``None``: the full data set)."""
+        self.rows = rows
+
+    def __call__(self, params) -> float:
+        model = self.model
+        if params is not model.params:
+            model.params[...] = params
+        x, y = (self.x, self.y) if self.rows is None else (self.x[self.rows], self.y[self.rows])
+        if self.signal_stats:
+            with model.signal_stats():
+                out = model.forward(x)
+        else:
+            out = model.forward(x)
+        if y.dtype.kind in "iu" and out.ndim == 2:
+            self.last_error = 1.0 - float((out.argmax(axis=1) == y).mean())  # host sync
+        loss = float(self.loss_fn(out, y))  # host sync: the accept/reject decision is made on the host
+        return loss
+
+    def lambdas(self):
+        """lambda_i (aMC eq. 18) from the statistics of the last evaluation, aligned with ``model.params``."""
+        if not self.signal_stats:
+            raise RuntimeError("ModelLoss.lambdas(): set signal_stats = True before evaluating (aMC does this)")
+        return self.model.signal_norm_lambda()

@@ -1,0 +1,419 @@
+"""RSO: random search optimisation, one weight at a time (Tripathi & Singh 2020, Algorithm 1).
+
+For each weight w_j of layer d (sec. 3)::
+
+    Delta ~ N(0, sigma_{d,c})                     the layer's std at cycle c
+    L0, L+, L- = F(x; w), F(x; w + Delta), F(x; w - Delta)   on one fresh mini-batch
+    w <- the argmin (a tie keeps w)
+
+A *cycle* visits every parameter once: the last layer first (sec. 3, the
+default ``direction="backward"``), and after each convolution its BatchNorm
+beta, then gamma (authors' code).  Inside a tensor the order is
+output-neuron-major (default) or input-channel-major (``order="input"``,
+the inverted order of sec. 4.3).  Before a tensor is swept, the inputs of its
+layer are cached over the whole training pool and every trial starts there
+(sec. 4.7), via the evaluator (:class:`minirso.optim.CachedEvaluator`).
+
+sigma_{d,c}: the layer's initialisation std (Kaiming ``sqrt(2 / fan_in)``, as
+the authors' code; ``sigma="std"``: the std of the initialised tensor, as the
+paper's text), 0.167 for BatchNorm/LayerNorm gamma and beta, linearly annealed
+from 1x at the first cycle to ``anneal`` x (0.1) at the last (sec. 4.1).
+Biases use the Kaiming std of their layer.
+
+Variants: ``level="layer"`` / ``"network"`` perturb all parameters of a tensor
+/ of the network jointly by N(0, (sigma_d / 10)^2) per element (sec. 4.2), with
+as many trials per cycle as the tensor / network has parameters (equal step
+counts, as Table 2 compares them).  ``parallel="layer"`` searches every weight
+of a tensor against the tensor's state at its start and merges the results;
+``parallel="neuron"`` does the same per output neuron, sequentially within a
+neuron (sec. 4.6).  Parallel search applies to tensors of kind "weight"; the
+normalisation and bias tensors stay sequential.
+
+Mini-batches: ``sampling="contiguous"`` (the authors': the pool is shuffled
+once per tensor, batch b is rows ``[(b mod m) B, (b mod m) B + B)`` of it,
+m = N // B), or ``"uniform"`` (B rows drawn uniformly with replacement per
+batch).  ``shared_batch=True`` scores w, w + Delta, w - Delta on one batch;
+False gives each its own (three batches per trial).
+
+Random numbers (all pure functions of the seed, DESIGN.md): the normals of
+trial t (t counts all trials of the run) are ``normal(seed, STREAM_DELTA,
+t * width, width)`` (width 1 at the weight level); the pool order of the u-th
+tensor of cycle c is ``argsort`` of 64-bit keys ``random_bits(seed,
+STREAM_DATA, 2 N (c U + u), 2 N)``; uniform rows of batch b are
+``floor(N * uniform(seed, STREAM_DATA_UNIFORM, b B, B))``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy
+
+from ..backend import get_array_module, to_numpy
+from ..random import normal, random_bits, uniform
+from .base import Optimizer, check_choice, check_int, check_positive, check_seed
+from .evaluate import CachedEvaluator
+
+__all__ = ["RSO", "STREAM_DELTA", "STREAM_DATA", "STREAM_DATA_UNIFORM"]
+
+STREAM_DELTA = 0x52534F01  # "RSO" 1: perturbations
+STREAM_DATA = 0x52534F02  # pool order per tensor
+STREAM_DATA_UNIFORM = 0x52534F03  # uniformly drawn batch rows
+
+_NORM_KINDS = ("bn_scale", "bn_shift", "ln_scale", "ln_shift")
+_STAT_KEYS = ("trials", "plus", "minus", "rejected", "nonfinite", "loss_sum", "loss_count", "wall_time")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One entry of the sweep: a parameter tensor (or, at ``level="network"``, all of them).
+
+    ``sl``: its slice of the flat buffer; ``layer``: the top-level layer whose
+    cached input its trials start from; ``sigma``: base std (scalar, or per
+    parameter at the network level); ``trials``: trials per cycle;
+    ``order``: flat indices (within ``sl``) in visiting order (weight level);
+    ``neuron``: elements per output neuron (its leading axis).
+    """
+
+    name: str
+    sl: slice
+    layer: int
+    kind: str
+    sigma: object
+    trials: int
+    order: numpy.ndarray | None
+    neuron: int
+
+
+def sweep_groups(model, direction="backward"):
+    """The model's parameter groups in RSO order (see the module docstring).
+
+    Stages: a "weight" tensor starts a stage; biases and normalisation tensors
+    join the stage before them (a BatchNorm belongs to the conv it follows);
+    inside a stage, normalisation shifts come before their scales (beta, then
+    gamma, as the authors' code).  ``"backward"`` reverses the stage order.
+    """
+    stages = []
+    for g in model.param_groups:
+        if g.kind == "weight" or not stages:
+            stages.append([])
+        stages[-1].append(g)
+    ordered = []
+    for st in stages:
+        st = list(st)
+        for i in range(len(st) - 1):  # swap each (scale, shift) pair of one norm layer to (shift, scale)
+            a, b = st[i], st[i + 1]
+            if a.kind.endswith("_scale") and b.kind.endswith("_shift") and a.name.rsplit(".", 1)[0] == b.name.rsplit(".", 1)[0]:
+                st[i], st[i + 1] = b, a
+        ordered.append(st)
+    if direction == "backward":
+        ordered.reverse()
+    return [g for st in ordered for g in st]
+
+
+class RSO(Optimizer):
+    """RSO over ``model`` on the training pool ``(x, y)``, for ``cycles`` cycles.
+
+    ``step()`` makes one trial; ``run_cycle()`` finishes the current cycle;
+    ``run()`` all remaining cycles.  Per tensor and cycle a record is appended
+    to ``records``: trials, accepted with +Delta (``plus``), with -Delta
+    (``minus``), ``rejected``, ``nonfinite`` (candidate losses that were NaN or
+    infinite: never accepted), ``mean_loss`` (of the kept candidate), ``sigma``,
+    ``wall_time``.  ``callback(event, info)`` is called with ``"trial"`` (info:
+    cycle, unit, name, position, trials, decision, loss), ``"unit_end"`` (the
+    record) and ``"cycle_end"`` ({"cycle": c}).
+
+    Hyperparameters (ValueError names a bad one): ``batch_size`` (5000),
+    ``anneal`` (0.1), ``sigma`` ("kaiming" | "std" | a number), ``norm_sigma``
+    (0.167), ``direction`` ("backward" | "forward"), ``order`` ("output" |
+    "input"), ``sampling`` ("contiguous" | "uniform"), ``shared_batch`` (True),
+    ``weight_decay`` (0; the authors use 1e-4: ``w *= 1 - wd`` before a weight's
+    trial, for tensors of kind "weight"), ``loss`` ("cross_entropy": summed in
+    float64 as the authors; "cross_entropy_mean"; or a callable),
+    ``level`` ("weight" | "layer" | "network"), ``joint_scale`` (0.1),
+    ``parallel`` (None | "layer" | "neuron"), ``seed``, ``cache_chunk`` (2000).
+    ``evaluator``: how candidate losses are computed (default
+    :class:`CachedEvaluator`); any object with ``prepare`` and ``losses``.
+    """
+
+    def __init__(self, model, x, y, *, cycles: int, batch_size: int = 5000, anneal: float = 0.1,
+                 sigma="kaiming", norm_sigma: float = 0.167, direction: str = "backward", order: str = "output",
+                 sampling: str = "contiguous", shared_batch: bool = True, weight_decay: float = 0.0,
+                 loss="cross_entropy", level: str = "weight", joint_scale: float = 0.1, parallel=None,
+                 seed: int = 0, cache_chunk: int = 2000, evaluator=None, callback=None):
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"RSO: x has {x.shape[0]} samples but y has {y.shape[0]}")
+        n = int(x.shape[0])
+        cycles = check_int("cycles", cycles, 1)
+        batch_size = check_int("batch_size", batch_size, 1)
+        if batch_size > n:
+            raise ValueError(f"batch_size {batch_size} is larger than the data ({n} samples)")
+        anneal = check_positive("anneal", anneal)
+        if not isinstance(sigma, str):
+            sigma = check_positive("sigma", sigma)
+        else:
+            check_choice("sigma", sigma, ("kaiming", "std"))
+        weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
+        if weight_decay >= 1:
+            raise ValueError(f"weight_decay must be < 1, got {weight_decay!r}")
+        check_choice("direction", direction, ("backward", "forward"))
+        check_choice("order", order, ("output", "input"))
+        check_choice("sampling", sampling, ("contiguous", "uniform"))
+        check_choice("level", level, ("weight", "layer", "network"))
+        check_choice("parallel", parallel, (None, "layer", "neuron"))
+        if parallel is not None and level != "weight":
+            raise ValueError(f"parallel={parallel!r} needs level='weight' (sec. 4.6 searches single weights)")
+        self.model, self.x, self.y = model, x, y
+        self.evaluator = evaluator or CachedEvaluator(model, loss, chunk_size=check_int("cache_chunk", cache_chunk, 1))
+        self.callback = callback
+        self.hyperparameters = {
+            "cycles": cycles, "batch_size": batch_size, "anneal": anneal, "sigma": sigma,
+            "norm_sigma": check_positive("norm_sigma", norm_sigma), "direction": direction, "order": order,
+            "sampling": sampling, "shared_batch": bool(shared_batch), "weight_decay": weight_decay,
+            "loss": getattr(self.evaluator, "loss_name", "custom"), "level": level,
+            "joint_scale": check_positive("joint_scale", joint_scale), "parallel": parallel,
+            "seed": check_seed(seed), "cache_chunk": int(cache_chunk),
+        }
+        self.units = self._build_units()
+        self.records = []
+        self.cycle = self.unit = self.pos = self.trial = self.batches = 0
+        self._stats = dict.fromkeys(_STAT_KEYS, 0)
+        self._base = self._pending = None  # parallel search: the tensor at its start / merged results
+        self._ready = False  # cache, pool order and noise of the current unit built?
+
+    # ---- the schedule --------------------------------------------------------------------------
+    def _base_sigma(self, g):
+        hp = self.hyperparameters
+        if g.kind in _NORM_KINDS:
+            return hp["norm_sigma"]
+        if g.kind == "weight" and hp["sigma"] == "std":
+            return float(numpy.std(to_numpy(self.model.params[g.slice])))  # the paper's sigma_d (sec. 3)
+        if isinstance(hp["sigma"], float):
+            return hp["sigma"]
+        return math.sqrt(2.0 / g.fan_in)
+
+    def _build_units(self):
+        hp = self.hyperparameters
+        groups = sweep_groups(self.model, hp["direction"])
+        if hp["level"] == "network":
+            p = self.model.params
+            sig = numpy.empty(p.size, numpy.float32)
+            for g in groups:
+                sig[g.slice] = self._base_sigma(g)
+            return [Unit("network", slice(0, p.size), 0, "network", sig, p.size, None, p.size)]
+        units = []
+        for g in groups:
+            neuron = g.size // g.shape[0]
+            idx = numpy.arange(g.size)
+            if hp["order"] == "input" and len(g.shape) >= 2:
+                # input-channel-major: all (output, taps) of input channel 0 first, then channel 1, ...
+                idx = idx.reshape(g.shape).swapaxes(0, 1).reshape(-1)
+            units.append(Unit(g.name, g.slice, g.layer, g.kind, self._base_sigma(g), g.size,
+                              idx if hp["level"] == "weight" else None, neuron))
+        return units
+
+    def sigma_factor(self, cycle: int) -> float:
+        """Linear annealing (sec. 4.1): 1 at cycle 0, ``anneal`` at the last cycle."""
+        e = self.hyperparameters["cycles"]
+        a = self.hyperparameters["anneal"]
+        return 1.0 if e == 1 else a + (1.0 - a) * (e - 1 - cycle) / (e - 1)
+
+    @property
+    def done(self) -> bool:
+        return self.cycle >= self.hyperparameters["cycles"]
+
+    @property
+    def total_trials_per_cycle(self) -> int:
+        return sum(u.trials for u in self.units)
+
+    # ---- per-unit set-up -----------------------------------------------------------------------
+    def _width(self, u):
+        return 1 if self.hyperparameters["level"] == "weight" else u.sl.stop - u.sl.start
+
+    def _begin_unit(self):
+        """Cache the unit's layer inputs, draw its pool order and (weight level) its normals."""
+        hp, u = self.hyperparameters, self.units[self.unit]
+        self.model.train()
+        self.evaluator.prepare(u.layer, self.x, self.y)
+        xp = get_array_module(self.model.params)
+        n = self.x.shape[0]
+        if hp["sampling"] == "contiguous":
+            key = (self.cycle * len(self.units) + self.unit) * 2 * n
+            w = random_bits(hp["seed"], STREAM_DATA, key, 2 * n, numpy).reshape(n, 2).astype(numpy.uint64)
+            keys = (w[:, 0] << numpy.uint64(32)) | w[:, 1]  # (N,) 64-bit sort keys: ties have probability ~N^2/2^65
+            self._perm = xp.asarray(numpy.argsort(keys, kind="stable"))  # (N,) the pool order for this unit
+        t0 = self.trial - self.pos  # first trial of this unit (also right after a mid-unit resume)
+        if hp["level"] == "weight":
+            self._z = normal(hp["seed"], STREAM_DELTA, t0, u.trials, numpy, dtype=numpy.float64)  # (trials,)
+        if self.pos == 0:
+            self._stats = dict.fromkeys(_STAT_KEYS, 0)
+            if hp["parallel"] is not None and u.kind == "weight":
+                self._base = self.model.params[u.sl].copy()  # the tensor's state at the start of the unit
+                self._pending = self._base.copy()  # merged results so far
+            else:
+                self._base = self._pending = None
+        self._ready = True
+
+    def _rows(self, b: int):
+        """Pool rows of the b-th mini-batch of the current unit (b counts from the unit's start).
+
+        Contiguous: a slice of the unit's pool order.  Uniform: drawn from the
+        run-wide batch counter ``batches`` (so every batch of the run differs).
+        """
+        hp = self.hyperparameters
+        bsz, n = hp["batch_size"], self.x.shape[0]
+        if hp["sampling"] == "contiguous":
+            s = (b % (n // bsz)) * bsz
+            return self._perm[s : s + bsz]  # (B,)
+        xp = get_array_module(self.model.params)
+        u = uniform(hp["seed"], STREAM_DATA_UNIFORM, self.batches * bsz, bsz, xp)  # (B,)
+        self.batches += 1
+        return xp.minimum((u * n).astype(xp.int64), n - 1)
+
+    # ---- one trial -----------------------------------------------------------------------------
+    def _losses(self, sl, cands, first_batch: int):
+        """Losses (K,) of the candidate rows ``cands`` (K, n) for ``params[sl]``: on one batch, or one each."""
+        if self.hyperparameters["shared_batch"]:
+            return self.evaluator.losses(sl, cands, self._rows(first_batch))
+        return numpy.array([self.evaluator.losses(sl, cands[k : k + 1], self._rows(first_batch + k))[0]
+                            for k in range(len(cands))])
+
+    def step(self) -> dict:
+        """One trial (one weight, or one joint perturbation); returns its info dict."""
+        if self.done:
+            raise RuntimeError(f"RSO: all {self.hyperparameters['cycles']} cycles are done")
+        hp, u = self.hyperparameters, self.units[self.unit]
+        if not self._ready:
+            self._begin_unit()
+        t_start = time.perf_counter()
+        params = self.model.params
+        xp = get_array_module(params)
+        factor = self.sigma_factor(self.cycle)
+        decay = 1.0 - hp["weight_decay"]
+        if hp["level"] == "weight":
+            j = int(u.order[self.pos])
+            i = u.sl.start + j
+            sl = slice(i, i + 1)
+            parallel = self._base is not None
+            if parallel and hp["parallel"] == "neuron":
+                rows = slice(u.sl.start + (j // u.neuron) * u.neuron, u.sl.start + (j // u.neuron + 1) * u.neuron)
+                params[rows] = self._pending[rows.start - u.sl.start : rows.stop - u.sl.start]
+            if u.kind == "weight" and decay != 1.0:
+                params[sl] *= params.dtype.type(decay)
+            w = float(params[i])  # host sync
+            delta = float(u.sigma * factor * self._z[self.pos])
+            cands = xp.asarray(numpy.array([[w], [w + delta], [w - delta]], dtype=params.dtype))  # (3, 1)
+        else:
+            width = self._width(u)
+            z = normal(hp["seed"], STREAM_DELTA, self.trial * width, width, xp, dtype=params.dtype)  # (n,)
+            scale = hp["joint_scale"] * factor
+            sigma = xp.asarray(u.sigma * scale, dtype=params.dtype) if hp["level"] == "network" \
+                else params.dtype.type(u.sigma * scale)
+            sl = u.sl
+            if decay != 1.0:
+                self._decay_weights(sl, decay)
+            w = params[sl]
+            delta = sigma * z  # (n,)
+            cands = xp.stack([w, w + delta, w - delta])  # (3, n)
+        losses = self._losses(sl, cands, self.pos * (1 if hp["shared_batch"] else 3))
+        finite = numpy.isfinite(losses)
+        scores = numpy.where(finite, losses, numpy.inf)
+        best = 0
+        for k in (1, 2):  # strict improvement only: a tie keeps w
+            if scores[k] < scores[best]:
+                best = k
+        params[sl] = cands[best]
+        if hp["level"] == "weight" and self._base is not None:
+            jj = sl.start - u.sl.start
+            self._pending[jj] = params[sl.start]
+            if hp["parallel"] == "neuron":
+                params[rows] = self._base[rows.start - u.sl.start : rows.stop - u.sl.start]
+            else:
+                params[sl] = self._base[jj : jj + 1]
+        st = self._stats
+        st["trials"] += 1
+        st[("rejected", "plus", "minus")[best]] += 1
+        st["nonfinite"] += int((~finite[1:]).sum())
+        if finite[best]:
+            st["loss_sum"] += float(losses[best])
+            st["loss_count"] += 1
+        st["wall_time"] += time.perf_counter() - t_start
+        info = {"cycle": self.cycle, "unit": self.unit, "name": u.name, "position": self.pos,
+                "trials": u.trials, "decision": ("keep", "plus", "minus")[best], "loss": float(losses[best])}
+        self.pos += 1
+        self.trial += 1
+        if self.callback is not None:
+            self.callback("trial", info)
+        if self.pos == u.trials:
+            self._end_unit()
+        return info
+
+    def _decay_weights(self, sl, decay):
+        """w *= 1 - wd for the weight-kind parameters inside ``sl``."""
+        params = self.model.params
+        for g in self.model.param_groups:
+            if g.kind == "weight" and g.slice.start >= sl.start and g.slice.stop <= sl.stop:
+                params[g.slice] *= params.dtype.type(decay)
+
+    def _end_unit(self):
+        u, st = self.units[self.unit], self._stats
+        if self._base is not None:
+            self.model.params[u.sl] = self._pending  # merge the parallel searches
+        record = {"cycle": self.cycle, "name": u.name, "layer": u.layer, "trials": st["trials"],
+                  "plus": st["plus"], "minus": st["minus"], "rejected": st["rejected"],
+                  "nonfinite": st["nonfinite"],
+                  "mean_loss": st["loss_sum"] / st["loss_count"] if st["loss_count"] else math.nan,
+                  "sigma": float(numpy.mean(u.sigma)) * self.sigma_factor(self.cycle),
+                  "wall_time": st["wall_time"]}
+        self.records.append(record)
+        self._base = self._pending = None
+        self._ready = False
+        self.pos = 0
+        self.unit += 1
+        if self.callback is not None:
+            self.callback("unit_end", record)
+        if self.unit == len(self.units):
+            self.unit = 0
+            self.cycle += 1
+            if self.callback is not None:
+                self.callback("cycle_end", {"cycle": self.cycle - 1})
+
+    def run_cycle(self) -> list:
+        """Finish the current cycle; returns its records."""
+        c = self.cycle
+        while not self.done and self.cycle == c:
+            self.step()
+        return [r for r in self.records if r["cycle"] == c]
+
+    def run(self) -> list:
+        """Run every remaining cycle; returns all records."""
+        while not self.done:
+            self.step()
+        return self.records
+
+    # ---- state ---------------------------------------------------------------------------------
+    def _get_state(self):
+        s = {"cycle": self.cycle, "unit": self.unit, "pos": self.pos, "trial": self.trial,
+             "batches": self.batches, "records": [dict(r) for r in self.records]}
+        s.update({f"stat_{k}": v for k, v in self._stats.items()})
+        empty = numpy.zeros(0, numpy.float32)
+        s["base"] = self._base if self._base is not None else empty
+        s["pending"] = self._pending if self._pending is not None else empty
+        s["has_parallel"] = self._base is not None
+        return s
+
+    def _set_state(self, s):
+        self.cycle, self.unit, self.pos = int(s["cycle"]), int(s["unit"]), int(s["pos"])
+        self.trial, self.batches = int(s["trial"]), int(s["batches"])
+        if not (0 <= self.unit < len(self.units) and 0 <= self.pos < self.units[self.unit].trials):
+            raise ValueError(f"state_dict position (unit {self.unit}, trial {self.pos}) does not fit this model")
+        self.records = [dict(r) for r in s["records"]]
+        self._stats = {k: s[f"stat_{k}"] for k in _STAT_KEYS}
+        if s["has_parallel"]:
+            self._base = self._device(s["base"], self.model.params)
+            self._pending = self._device(s["pending"], self.model.params)
+        else:
+            self._base = self._pending = None
+        self._ready = False
