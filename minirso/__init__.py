@@ -5,10 +5,10 @@ Start with :mod:`minirso.backend` (NumPy or CuPy), :mod:`minirso.params`
 :mod:`minirso.models` (the papers' networks).
 """
 
-from . import backend, losses, models, nn, optim, params, random
+from . import backend, data, losses, models, nn, optim, params, random
 from .backend import asarray, backend_name, get_array_module, to_numpy, use_backend
 
 __version__ = "0.1.0"
 
-__all__ = ["backend", "random", "params", "nn", "losses", "models", "optim", "use_backend", "backend_name",
+__all__ = ["backend", "random", "params", "nn", "losses", "models", "optim", "data", "use_backend", "backend_name",
            "get_array_module", "asarray", "to_numpy", "__version__"]

@@ -16,7 +16,7 @@ from minirso.optim import RSO
 from minirso.optim.rso import STREAM_DATA, STREAM_DELTA
 from minirso.random import normal, random_bits
 
-from ..mnist_data import mnist_test_split
+from minirso.data import bundled_mnist_split
 
 
 def tiny_conv(seed=5):
@@ -146,7 +146,7 @@ def test_few_cycles_on_real_mnist_far_above_chance():
 
     Measured with seeds (3, 1): 53.9 / 67.3 / 72.8 % after cycles 1 / 2 / 3; the threshold leaves margin.
     """
-    xtr, ytr, xte, yte = (minirso.asarray(a) for a in mnist_test_split())
+    xtr, ytr, xte, yte = (minirso.asarray(a) for a in bundled_mnist_split())
     net = small_digit_net(seed=3)
     before = accuracy(net(xte), yte)
     opt = RSO(net, xtr, ytr, cycles=3, batch_size=256, seed=1)
