@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy
 
@@ -402,6 +402,10 @@ class RSO(Optimizer):
         s["base"] = self._base if self._base is not None else empty
         s["pending"] = self._pending if self._pending is not None else empty
         s["has_parallel"] = self._base is not None
+        # base sigmas: with sigma="std" they were measured on the INITIAL weights, which a resumed
+        # model no longer has, so they travel with the state
+        s["unit_sigma"] = (self.units[0].sigma if self.hyperparameters["level"] == "network"
+                           else numpy.array([u.sigma for u in self.units], dtype=numpy.float64))
         return s
 
     def _set_state(self, s):
@@ -409,6 +413,15 @@ class RSO(Optimizer):
         self.trial, self.batches = int(s["trial"]), int(s["batches"])
         if not (0 <= self.unit < len(self.units) and 0 <= self.pos < self.units[self.unit].trials):
             raise ValueError(f"state_dict position (unit {self.unit}, trial {self.pos}) does not fit this model")
+        sig = numpy.asarray(s["unit_sigma"])
+        if self.hyperparameters["level"] == "network":
+            if sig.shape != (self.model.params.size,):
+                raise ValueError(f"state_dict unit_sigma has shape {sig.shape}, expected ({self.model.params.size},)")
+            self.units = [replace(self.units[0], sigma=sig.astype(numpy.float32))]
+        else:
+            if sig.shape != (len(self.units),):
+                raise ValueError(f"state_dict unit_sigma has {sig.size} entries, this model has {len(self.units)} tensors")
+            self.units = [replace(u, sigma=float(v)) for u, v in zip(self.units, sig)]
         self.records = [dict(r) for r in s["records"]]
         self._stats = {k: s[f"stat_{k}"] for k in _STAT_KEYS}
         if s["has_parallel"]:

@@ -229,3 +229,17 @@ def test_state_dict_is_plain_host_data_and_rejects_foreign_positions():
     sd["state"]["unit"] = 3  # the small net has a weight and a bias only
     with pytest.raises(ValueError, match="position"):
         small.load_state_dict(sd)
+
+
+def test_resume_keeps_sigma_measured_on_the_initial_weights():
+    """sigma="std" (the paper's sigma_d: std of the initialised tensor) must not be re-measured on resume."""
+    x, y = tiny_data(seed=2)
+    kwargs = dict(cycles=2, batch_size=16, seed=3, sigma="std")
+    ref_model = tiny_conv()
+    init_std = {g.name: float(np.std(minirso.to_numpy(ref_model.params[g.slice]))) for g in ref_model.param_groups}
+    ref = RSO(ref_model, x, y, **kwargs)
+    assert ref.units[1].name == "conv6.weight" and ref.units[1].sigma == pytest.approx(init_std["conv6.weight"])
+    ref.run()
+    model, opt = _run_with_break(tiny_conv, x, y, kwargs, ref.total_trials_per_cycle + 30)
+    np.testing.assert_array_equal(minirso.to_numpy(model.params), minirso.to_numpy(ref_model.params))
+    assert [u.sigma for u in opt.units] == [u.sigma for u in ref.units]
