@@ -91,12 +91,17 @@ def sweep_groups(model, direction="backward"):
     """The model's parameter groups in RSO order (see the module docstring).
 
     Stages: a "weight" tensor starts a stage; biases and normalisation tensors
-    join the stage before them (a BatchNorm belongs to the conv it follows);
+    join the stage before them (a BatchNorm belongs to the conv it follows; a
+    residual block's shortcut tensors are placed before its body);
     inside a stage, normalisation shifts come before their scales (beta, then
     gamma, as the authors' code).  ``"backward"`` reverses the stage order.
     """
+    # a residual block's shortcut tensors go before its body, so that the normalisation after the block
+    # joins the body's last conv (whose output it normalises together with the skip)
+    shortcut = tuple(f"{top.name}.{c.name}." for top in model.layers for c in getattr(top, "shortcut", []))
+    groups = sorted(model.param_groups, key=lambda g: (g.layer, not g.name.startswith(shortcut) if shortcut else 1))
     stages = []
-    for g in model.param_groups:
+    for g in groups:
         if g.kind == "weight" or not stages:
             stages.append([])
         stages[-1].append(g)

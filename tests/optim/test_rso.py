@@ -243,3 +243,20 @@ def test_resume_keeps_sigma_measured_on_the_initial_weights():
     model, opt = _run_with_break(tiny_conv, x, y, kwargs, ref.total_trials_per_cycle + 30)
     np.testing.assert_array_equal(minirso.to_numpy(model.params), minirso.to_numpy(ref_model.params))
     assert [u.sigma for u in opt.units] == [u.sigma for u in ref.units]
+
+
+def test_sweep_order_of_the_residual_cifar_net():
+    """Depth-10 (RSO Table 3): last layer first; each conv then its BatchNorm (beta, gamma); the projection
+    shortcut of block res4 is swept after the block's body, and bn5 (after the addition) with conv5."""
+    from minirso.models import rso_cifar
+    from minirso.optim import sweep_groups
+    expected = ["fc.weight",
+                "res8.conv9.weight", "bn9.beta", "bn9.gamma", "res8.conv8.weight", "res8.bn8.beta", "res8.bn8.gamma",
+                "res6.conv7.weight", "bn7.beta", "bn7.gamma", "res6.conv6.weight", "res6.bn6.beta", "res6.bn6.gamma",
+                "res4.conv5.weight", "bn5.beta", "bn5.gamma", "res4.conv4.weight", "res4.bn4.beta", "res4.bn4.gamma",
+                "res4.proj.weight", "res4.proj_bn.beta", "res4.proj_bn.gamma",
+                "res2.conv3.weight", "bn3.beta", "bn3.gamma", "res2.conv2.weight", "res2.bn2.beta", "res2.bn2.gamma",
+                "conv1.weight", "bn1.beta", "bn1.gamma"]
+    model = rso_cifar(10)
+    assert [g.name for g in sweep_groups(model)] == expected
+    assert sorted(expected) == sorted(g.name for g in model.param_groups)
