@@ -31,6 +31,7 @@ state is a few numbers plus mu (and lambda), and a resumed chain is exact.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy
 
@@ -60,7 +61,7 @@ class AMC(Optimizer):
     loss callable sees all its data; the previous loss is reused, one forward
     pass per step); an integer is minibatch learning (the loss needs
     ``num_samples`` and ``select(rows)``); ``progressive=True`` starts at
-    ``batch_size`` (default 500) and doubles it when the minibatch error
+    ``batch_size`` (default 500, or N if smaller) and doubles it when the minibatch error
     (``loss_fn.last_error``) falls below ``progressive_threshold`` (10 %).
 
     State: ``sigma``, ``mu`` (aligned with ``params``), ``n_cr``, ``loss``
@@ -78,7 +79,7 @@ class AMC(Optimizer):
         if not callable(loss_fn):
             raise ValueError("loss_fn must be callable: loss_fn(params) -> float")
         sigma0 = check_positive("sigma0", sigma0)
-        if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon)):
+        if not (isinstance(epsilon, numbers.Real) and not isinstance(epsilon, bool) and math.isfinite(epsilon)):
             raise ValueError(f"epsilon must be a finite number, got {epsilon!r}")
         if n_s is None or n_s == math.inf:
             n_s = math.inf
@@ -91,8 +92,8 @@ class AMC(Optimizer):
         if signal_norm and not hasattr(loss_fn, "lambdas"):
             raise ValueError("signal_norm=True needs a loss with lambdas() from its forward pass "
                              "(e.g. minirso.optim.ModelLoss); a plain function has no neurons")
-        if progressive and batch_size is None:
-            batch_size = 500
+        if progressive and batch_size is None:  # sec. II F starts at 500 (or all the data, if fewer)
+            batch_size = min(500, loss_fn.num_samples) if hasattr(loss_fn, "num_samples") else 500
         if batch_size is not None:
             batch_size = check_int("batch_size", batch_size, 1)
             if not (hasattr(loss_fn, "select") and hasattr(loss_fn, "num_samples")):
