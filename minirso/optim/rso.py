@@ -171,7 +171,8 @@ class RSO(Optimizer):
         if parallel is not None and level != "weight":
             raise ValueError(f"parallel={parallel!r} needs level='weight' (sec. 4.6 searches single weights)")
         self.model, self.x, self.y = model, x, y
-        self.evaluator = evaluator or CachedEvaluator(model, loss, chunk_size=check_int("cache_chunk", cache_chunk, 1))
+        cache_chunk = check_int("cache_chunk", cache_chunk, 1)
+        self.evaluator = evaluator if evaluator is not None else CachedEvaluator(model, loss, chunk_size=cache_chunk)
         self.callback = callback
         self.hyperparameters = {
             "cycles": cycles, "batch_size": batch_size, "anneal": anneal, "sigma": sigma,
@@ -179,7 +180,7 @@ class RSO(Optimizer):
             "sampling": sampling, "shared_batch": bool(shared_batch), "weight_decay": weight_decay,
             "loss": getattr(self.evaluator, "loss_name", "custom"), "level": level,
             "joint_scale": check_positive("joint_scale", joint_scale), "parallel": parallel,
-            "seed": check_seed(seed), "cache_chunk": int(cache_chunk),
+            "seed": check_seed(seed), "cache_chunk": cache_chunk,
         }
         self.units = self._build_units()
         self.records = []
