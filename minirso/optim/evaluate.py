@@ -63,7 +63,7 @@ class CachedEvaluator:
     whole pool ``x`` (chunks of ``chunk_size``, training mode: as the authors'
     code, BatchNorm normalises each chunk with its own statistics).  When the
     previous cache was for an earlier layer p <= layer, the new one continues
-    from it (layers < p have not changed since); the result is bit-identical
+    from it (RSO guarantees that layers < p have not changed since); the result is bit-identical
     to computing it from ``x``, so a resumed run rebuilds the same cache.
     """
 
