@@ -56,7 +56,7 @@ from ..random import normal, random_bits, uniform
 from .base import Optimizer, check_choice, check_int, check_positive, check_seed
 from .evaluate import CachedEvaluator
 
-__all__ = ["RSO", "STREAM_DELTA", "STREAM_DATA", "STREAM_DATA_UNIFORM"]
+__all__ = ["RSO", "decide", "sweep_groups", "STREAM_DELTA", "STREAM_DATA", "STREAM_DATA_UNIFORM"]
 
 STREAM_DELTA = 0x52534F01  # "RSO" 1: perturbations
 STREAM_DATA = 0x52534F02  # pool order per tensor
@@ -116,6 +116,18 @@ def sweep_groups(model, direction="backward"):
     if direction == "backward":
         ordered.reverse()
     return [g for st in ordered for g in st]
+
+
+def decide(losses):
+    """``(best, finite)`` for the losses of (w, w + Delta, w - Delta): the argmin, where a tie keeps the
+    earlier candidate (so w wins ties) and a NaN or infinite loss never wins."""
+    finite = numpy.isfinite(losses)
+    scores = numpy.where(finite, losses, numpy.inf)
+    best = 0
+    for k in range(1, len(scores)):  # strict improvement only
+        if scores[k] < scores[best]:
+            best = k
+    return best, finite
 
 
 class RSO(Optimizer):
@@ -287,65 +299,27 @@ class RSO(Optimizer):
                             for k in range(len(cands))])
 
     def step(self) -> dict:
-        """One trial (one weight, or one joint perturbation); returns its info dict."""
+        """One trial (one weight, or one joint perturbation); returns its info dict.
+
+        Algorithm 1's inner loop: candidates w, w + Delta, w - Delta; their
+        losses on a fresh batch (the evaluator); keep the best.
+        """
         if self.done:
             raise RuntimeError(f"RSO: all {self.hyperparameters['cycles']} cycles are done")
         hp, u = self.hyperparameters, self.units[self.unit]
         if not self._ready:
             self._begin_unit()
         t_start = time.perf_counter()
-        params = self.model.params
-        xp = get_array_module(params)
-        factor = self.sigma_factor(self.cycle)
-        decay = 1.0 - hp["weight_decay"]
         if hp["level"] == "weight":
-            j = int(u.order[self.pos])
-            i = u.sl.start + j
-            sl = slice(i, i + 1)
-            parallel = self._base is not None
-            if parallel and hp["parallel"] == "neuron":
-                rows = slice(u.sl.start + (j // u.neuron) * u.neuron, u.sl.start + (j // u.neuron + 1) * u.neuron)
-                params[rows] = self._pending[rows.start - u.sl.start : rows.stop - u.sl.start]
-            if u.kind == "weight" and decay != 1.0:
-                params[sl] *= params.dtype.type(decay)
-            w = float(params[i])  # host sync
-            delta = float(u.sigma * factor * self._z[self.pos])
-            cands = xp.asarray(numpy.array([[w], [w + delta], [w - delta]], dtype=params.dtype))  # (3, 1)
+            sl, cands, neuron = self._weight_candidates(u)
         else:
-            width = self._width(u)
-            z = normal(hp["seed"], STREAM_DELTA, self.trial * width, width, xp, dtype=params.dtype)  # (n,)
-            scale = hp["joint_scale"] * factor
-            sigma = xp.asarray(u.sigma * scale, dtype=params.dtype) if hp["level"] == "network" \
-                else params.dtype.type(u.sigma * scale)
-            sl = u.sl
-            if decay != 1.0:
-                self._decay_weights(sl, decay)
-            w = params[sl]
-            delta = sigma * z  # (n,)
-            cands = xp.stack([w, w + delta, w - delta])  # (3, n)
-        losses = self._losses(sl, cands, self.pos * (1 if hp["shared_batch"] else 3))
-        finite = numpy.isfinite(losses)
-        scores = numpy.where(finite, losses, numpy.inf)
-        best = 0
-        for k in (1, 2):  # strict improvement only: a tie keeps w
-            if scores[k] < scores[best]:
-                best = k
-        params[sl] = cands[best]
-        if hp["level"] == "weight" and self._base is not None:
-            jj = sl.start - u.sl.start
-            self._pending[jj] = params[sl.start]
-            if hp["parallel"] == "neuron":
-                params[rows] = self._base[rows.start - u.sl.start : rows.stop - u.sl.start]
-            else:
-                params[sl] = self._base[jj : jj + 1]
-        st = self._stats
-        st["trials"] += 1
-        st[("rejected", "plus", "minus")[best]] += 1
-        st["nonfinite"] += int((~finite[1:]).sum())
-        if finite[best]:
-            st["loss_sum"] += float(losses[best])
-            st["loss_count"] += 1
-        st["wall_time"] += time.perf_counter() - t_start
+            sl, cands, neuron = self._joint_candidates(u)
+        losses = self._losses(sl, cands, self.pos * (1 if hp["shared_batch"] else 3))  # (3,) float64
+        best, finite = decide(losses)
+        self.model.params[sl] = cands[best]
+        if self._base is not None:
+            self._park_parallel(u, sl, neuron)
+        self._count(best, losses, finite, time.perf_counter() - t_start)
         info = {"cycle": self.cycle, "unit": self.unit, "name": u.name, "position": self.pos,
                 "trials": u.trials, "decision": ("keep", "plus", "minus")[best], "loss": float(losses[best])}
         self.pos += 1
@@ -355,6 +329,62 @@ class RSO(Optimizer):
         if self.pos == u.trials:
             self._end_unit()
         return info
+
+    def _weight_candidates(self, u):
+        """Weight level: ``(slice of w_j, candidates (3, 1), the neuron's slice or None)``."""
+        params, hp = self.model.params, self.hyperparameters
+        j = int(u.order[self.pos])  # flat index inside the tensor
+        i = u.sl.start + j
+        sl = slice(i, i + 1)
+        neuron = None
+        if self._base is not None and hp["parallel"] == "neuron":
+            # this neuron's own search so far; every other neuron stays at the tensor's start state
+            first = (j // u.neuron) * u.neuron
+            neuron = slice(u.sl.start + first, u.sl.start + first + u.neuron)
+            params[neuron] = self._pending[first : first + u.neuron]
+        if u.kind == "weight" and hp["weight_decay"]:
+            params[sl] *= params.dtype.type(1.0 - hp["weight_decay"])  # the authors' decay, before the trial
+        w = float(params[i])  # host sync
+        delta = float(u.sigma * self.sigma_factor(self.cycle) * self._z[self.pos])  # Delta ~ N(0, sigma_{d,c})
+        xp = get_array_module(params)
+        return sl, xp.asarray(numpy.array([[w], [w + delta], [w - delta]], dtype=params.dtype)), neuron  # (3, 1)
+
+    def _joint_candidates(self, u):
+        """Layer / network level (sec. 4.2): every parameter of ``u`` moves by joint_scale sigma z. (3, n)"""
+        params, hp = self.model.params, self.hyperparameters
+        xp = get_array_module(params)
+        width = self._width(u)
+        z = normal(hp["seed"], STREAM_DELTA, self.trial * width, width, xp, dtype=params.dtype)  # (n,)
+        scale = hp["joint_scale"] * self.sigma_factor(self.cycle)
+        if hp["level"] == "network":
+            sigma = xp.asarray(u.sigma * scale, dtype=params.dtype)  # (n,) each tensor's own sigma
+        else:
+            sigma = params.dtype.type(u.sigma * scale)
+        if hp["weight_decay"]:
+            self._decay_weights(u.sl, 1.0 - hp["weight_decay"])
+        w = params[u.sl]  # (n,)
+        delta = sigma * z  # (n,)
+        return u.sl, xp.stack([w, w + delta, w - delta]), None  # (3, n)
+
+    def _park_parallel(self, u, sl, neuron):
+        """Parallel search (sec. 4.6): record the decision, put the tensor back to its start state."""
+        params = self.model.params
+        j = sl.start - u.sl.start
+        self._pending[j] = params[sl.start]
+        if neuron is not None:
+            params[neuron] = self._base[neuron.start - u.sl.start : neuron.stop - u.sl.start]
+        else:
+            params[sl] = self._base[j : j + 1]
+
+    def _count(self, best, losses, finite, seconds):
+        st = self._stats
+        st["trials"] += 1
+        st[("rejected", "plus", "minus")[best]] += 1
+        st["nonfinite"] += int((~finite[1:]).sum())
+        if finite[best]:
+            st["loss_sum"] += float(losses[best])
+            st["loss_count"] += 1
+        st["wall_time"] += seconds
 
     def _decay_weights(self, sl, decay):
         """w *= 1 - wd for the weight-kind parameters inside ``sl``."""
