@@ -27,7 +27,7 @@ import numpy
 
 from .backend import get_array_module, xp as _active_xp
 
-__all__ = ["philox4x32", "random_bits", "uniform", "normal", "STREAM_INIT"]
+__all__ = ["philox4x32", "random_bits", "uniform", "integers", "normal", "STREAM_INIT"]
 
 # Streams used by the library itself; optimizers and data loaders take their own.
 STREAM_INIT = 1  # parameter initialisation
@@ -98,6 +98,17 @@ def uniform(seed: int, stream: int, offset: int, n: int, xp=None, dtype=numpy.fl
     if numpy.dtype(dtype) != numpy.float64:
         raise ValueError(f"uniform: dtype must be float64 or float32, got {numpy.dtype(dtype)}")
     return (bits.astype(xp.float64) + 0.5) * (1.0 / 2**32)
+
+
+def integers(seed: int, stream: int, offset: int, n: int, high: int, xp=None):
+    """``n`` int64 values uniform on ``[0, high)``: ``floor(high * uniform(...))`` of words ``offset ..``.
+
+    The clamp to ``high - 1`` guards the float64 product against rounding up to ``high``.
+    Used for mini-batch rows drawn with replacement.
+    """
+    xp = xp or _active_xp()
+    u = uniform(seed, stream, offset, n, xp)  # (n,)
+    return xp.minimum((u * high).astype(xp.int64), high - 1)
 
 
 def normal(seed: int, stream: int, offset: int, n: int, xp=None, dtype=numpy.float32):

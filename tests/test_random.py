@@ -278,3 +278,14 @@ def test_numpy_and_cupy_draw_the_same_numbers():
         assert z_cp.dtype == z_np.dtype == np.float32
         # float64 log/cos may differ in the last bits; after rounding to float32, at most one ulp apart
         np.testing.assert_array_max_ulp(z_cp, z_np, maxulp=1)
+
+
+def test_integers_are_floor_of_scaled_uniforms_and_in_range(xp):
+    """integers(..., high) = floor(high * uniform(...)) elementwise, inside [0, high), every value reachable."""
+    from minirso.random import integers
+    got = minirso.to_numpy(integers(77, 5, 123, 4000, 7, xp))
+    u = minirso.to_numpy(uniform(77, 5, 123, 4000, xp))
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, np.floor(u * 7).astype(np.int64))
+    assert got.min() == 0 and got.max() == 6
+    assert np.abs(np.bincount(got, minlength=7) / 4000 - 1 / 7).max() < 0.03

@@ -36,7 +36,7 @@ import numbers
 import numpy
 
 from ..backend import get_array_module
-from ..random import normal, uniform
+from ..random import integers, normal, uniform
 from .base import Optimizer, check_int, check_positive, check_seed
 
 __all__ = ["AMC", "Metropolis", "STREAM_PROPOSAL", "STREAM_ACCEPT", "STREAM_DATA"]
@@ -132,9 +132,7 @@ class AMC(Optimizer):
     def rows(self, step: int, batch: int):
         """The minibatch of step ``step``: ``batch`` row indices drawn uniformly with replacement."""
         n = self.loss_fn.num_samples
-        xp = get_array_module(self.params)
-        u = uniform(self.hyperparameters["seed"], STREAM_DATA, step * n, batch, xp)  # (B,)
-        return xp.minimum((u * n).astype(xp.int64), n - 1)
+        return integers(self.hyperparameters["seed"], STREAM_DATA, step * n, batch, n, get_array_module(self.params))
 
     def proposal(self, step: int):
         """eps of step ``step`` (eq. 9): ``mu + lambda sigma z``, z the step's standard normals. (P,)"""

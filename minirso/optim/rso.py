@@ -52,7 +52,7 @@ from dataclasses import dataclass, replace
 import numpy
 
 from ..backend import get_array_module, to_numpy
-from ..random import normal, random_bits, uniform
+from ..random import integers, normal, random_bits
 from .base import Optimizer, check_choice, check_int, check_positive, check_seed
 from .evaluate import CachedEvaluator
 
@@ -99,7 +99,7 @@ def sweep_groups(model, direction="backward"):
     # a residual block's shortcut tensors go before its body, so that the normalisation after the block
     # joins the body's last conv (whose output it normalises together with the skip)
     shortcut = tuple(f"{top.name}.{c.name}." for top in model.layers for c in getattr(top, "shortcut", []))
-    groups = sorted(model.param_groups, key=lambda g: (g.layer, not g.name.startswith(shortcut) if shortcut else 1))
+    groups = sorted(model.param_groups, key=lambda g: (g.layer, not g.name.startswith(shortcut)))  # stable
     stages = []
     for g in groups:
         if g.kind == "weight" or not stages:
@@ -107,7 +107,6 @@ def sweep_groups(model, direction="backward"):
         stages[-1].append(g)
     ordered = []
     for st in stages:
-        st = list(st)
         for i in range(len(st) - 1):  # swap each (scale, shift) pair of one norm layer to (shift, scale)
             a, b = st[i], st[i + 1]
             if a.kind.endswith("_scale") and b.kind.endswith("_shift") and a.name.rsplit(".", 1)[0] == b.name.rsplit(".", 1)[0]:
@@ -285,10 +284,9 @@ class RSO(Optimizer):
         if hp["sampling"] == "contiguous":
             s = (b % (n // bsz)) * bsz
             return self._perm[s : s + bsz]  # (B,)
-        xp = get_array_module(self.model.params)
-        u = uniform(hp["seed"], STREAM_DATA_UNIFORM, self.batches * bsz, bsz, xp)  # (B,)
+        rows = integers(hp["seed"], STREAM_DATA_UNIFORM, self.batches * bsz, bsz, n, get_array_module(self.model.params))
         self.batches += 1
-        return xp.minimum((u * n).astype(xp.int64), n - 1)
+        return rows  # (B,)
 
     # ---- one trial -----------------------------------------------------------------------------
     def _losses(self, sl, cands, first_batch: int):
