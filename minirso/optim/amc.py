@@ -110,6 +110,8 @@ class AMC(Optimizer):
         }
         if signal_norm:
             loss_fn.signal_stats = True  # the model loss records eq. (17) statistics in every forward pass
+        if progressive and hasattr(loss_fn, "track_error"):
+            loss_fn.track_error = True  # the model loss reports its classification error (the doubling trigger)
         xp = get_array_module(params)
         self.mu = xp.zeros_like(params)  # (P,) centre of each parameter's proposal (eq. 4)
         self.lam = None  # (P,) lambda_i of the current parameters (signal norm), else None

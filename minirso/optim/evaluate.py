@@ -115,7 +115,9 @@ class ModelLoss:
       aMC eq. (17) in the same forward pass, and :meth:`lambdas` returns the
       lambda_i of eq. (18) for the last evaluated parameters: no extra pass.
     * ``last_error``: classification error of the last evaluation (integer
-      labels only, else None), read by aMC's progressive batching (sec. II F).
+      labels only, else None), computed only while ``track_error = True``
+      (aMC's progressive batching, sec. II F, turns it on): it costs an argmax
+      and a host sync per evaluation that nothing else reads.
 
     ``loss(params)`` first copies ``params`` into ``model.params`` unless it IS
     that buffer (the usual case: aMC moves the model's buffer in place).
@@ -127,7 +129,8 @@ class ModelLoss:
         self.model, self.x, self.y = model, x, y
         self.loss_name, self.loss_fn = resolve_loss(loss)
         self.signal_stats = False
-        self.rows = None
+        self.track_error = False
+        self.rows, self._batch = None, None
         self.last_error = None
 
     @property
@@ -135,20 +138,24 @@ class ModelLoss:
         return int(self.x.shape[0])
 
     def select(self, rows):
-        """Evaluate on ``x[rows]`` from now on (``None``: the full data set)."""
+        """Evaluate on ``x[rows]`` from now on (``None``: the full data set).
+
+        The rows are gathered here, once: aMC evaluates U(x) and U(x') on the same minibatch.
+        """
         self.rows = rows
+        self._batch = None if rows is None else (self.x[rows], self.y[rows])  # (B, ...), (B,)
 
     def __call__(self, params) -> float:
         model = self.model
         if params is not model.params:
             model.params[...] = params
-        x, y = (self.x, self.y) if self.rows is None else (self.x[self.rows], self.y[self.rows])
+        x, y = (self.x, self.y) if self._batch is None else self._batch
         if self.signal_stats:
             with model.signal_stats():
                 out = model.forward(x)
         else:
             out = model.forward(x)
-        if y.dtype.kind in "iu" and out.ndim == 2:
+        if self.track_error and y.dtype.kind in "iu" and out.ndim == 2:
             self.last_error = 1.0 - float((out.argmax(axis=1) == y).mean())  # host sync
         loss = float(self.loss_fn(out, y))  # host sync: the accept/reject decision is made on the host
         return loss
