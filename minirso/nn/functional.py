@@ -62,19 +62,54 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     x (N, C, H, W), weight (O, C, kh, kw), bias (O,) -> (N, O, Ho, Wo) with
     ``y[n,o,i,j] = b[o] + sum_{c,u,v} w[o,c,u,v] x_pad[n, c, s i + u, s j + v]``.
 
-    How: no im2col copy.  For each tap (u, v) one matrix product of the tap's
-    (O, C) slice with the whole padded input viewed as (N, C, Hp*Wp), then the
-    (u, v)-shifted, stride-subsampled window of that product is added to the
-    output.  The input is read as is (contiguous), the temporary is one
-    (N, O, Hp, Wp) buffer reused across taps.  With stride s the product is
-    computed at every position and s^2 - 1 of s^2 are discarded: simple, and
-    the papers' nets use stride 1.
+    Two ways to compute the same sum, chosen by the size of a patch C kh kw:
+
+    * small patches (<= 72, e.g. the first layer's 1 x 3 x 3, or RSO's
+      single-channel incremental updates): copy the patches into a
+      (N, C kh kw, Ho Wo) array (im2col) and do ONE matrix product per sample;
+      the copy is small because C is;
+    * larger patches: no im2col copy.  For each tap (u, v) one matrix product
+      of the tap's (O, C) slice with the whole padded input viewed as
+      (N, C, Hp*Wp), then the (u, v)-shifted, stride-subsampled window of that
+      product is added to the output.  The temporary is one (N, O, Hp, Wp)
+      buffer reused across taps.  With stride s the product is computed at
+      every position and s^2 - 1 of s^2 are discarded: simple, and the papers'
+      nets use stride 1.
+
+    Measured on 2 CPU cores, batch 256, 3x3 kernels, 16 output channels: with
+    C = 1 at 28x28 the tap loop takes 134 ms and im2col 4 ms; with C = 16 the
+    tap loop 35 ms and im2col 65 ms (its copy is 9x the input).
     """
+    o, c, kh, kw = weight.shape
+    if c * kh * kw <= 72:
+        out = _conv2d_im2col(x, weight, pair(stride), pair(padding))
+    else:
+        out = _conv2d_taps(x, weight, pair(stride), pair(padding))
+    if bias is not None:
+        out += bias.reshape(1, o, 1, 1)
+    return out
+
+
+def _conv2d_im2col(x, weight, stride, padding):
     xp = get_array_module(x)
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
-    sh, sw = pair(stride)
-    ph, pw = pair(padding)
+    (sh, sw), (ph, pw) = stride, padding
+    ho, wo = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+    xpad = pad2d(x, (ph, pw))  # (N, C, Hp, Wp)
+    cols = xp.empty((n, c, kh, kw, ho, wo), dtype=x.dtype)  # (N, C, kh, kw, Ho, Wo): the patches
+    for u in range(kh):
+        for v in range(kw):
+            cols[:, :, u, v] = xpad[:, :, u : u + sh * (ho - 1) + 1 : sh, v : v + sw * (wo - 1) + 1 : sw]
+    out = xp.matmul(weight.reshape(o, c * kh * kw), cols.reshape(n, c * kh * kw, ho * wo))  # (N, O, Ho*Wo)
+    return out.reshape(n, o, ho, wo)
+
+
+def _conv2d_taps(x, weight, stride, padding):
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    (sh, sw), (ph, pw) = stride, padding
     ho, wo = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
     xpad = pad2d(x, (ph, pw))  # (N, C, Hp, Wp)
     hp, wp = xpad.shape[2], xpad.shape[3]
@@ -86,8 +121,6 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
             xp.matmul(weight[:, :, u, v], flat, out=tmp)  # (O, C) @ (N, C, P) -> (N, O, P)
             t = tmp.reshape(n, o, hp, wp)
             out += t[:, :, u : u + sh * (ho - 1) + 1 : sh, v : v + sw * (wo - 1) + 1 : sw]
-    if bias is not None:
-        out += bias.reshape(1, o, 1, 1)
     return out
 
 

@@ -33,7 +33,11 @@ Mini-batches: ``sampling="contiguous"`` (the authors': the pool is shuffled
 once per tensor, batch b is rows ``[(b mod m) B, (b mod m) B + B)`` of it,
 m = N // B), or ``"uniform"`` (B rows drawn uniformly with replacement per
 batch).  ``shared_batch=True`` scores w, w + Delta, w - Delta on one batch;
-False gives each its own (three batches per trial).
+False gives each its own (three batches per trial).  ``trials_per_batch = k``
+(contiguous sampling, shared batch) lets k consecutive trials of a tensor
+share one batch: 1 is Algorithm 1 (a fresh batch per weight); larger k is a
+cheaper schedule, because the incremental evaluator then reuses the kept
+candidate's activations instead of running the batch forward again.
 
 Random numbers (all pure functions of the seed, DESIGN.md): the normals of
 trial t (t counts all trials of the run) are ``normal(seed, STREAM_DELTA,
@@ -55,6 +59,7 @@ from ..backend import get_array_module, to_numpy
 from ..random import integers, normal, random_bits
 from .base import Optimizer, check_choice, check_int, check_positive, check_seed
 from .evaluate import CachedEvaluator
+from .incremental import IncrementalEvaluator
 
 __all__ = ["RSO", "decide", "sweep_groups", "STREAM_DELTA", "STREAM_DATA", "STREAM_DATA_UNIFORM"]
 
@@ -85,6 +90,16 @@ class Unit:
     trials: int
     order: numpy.ndarray | None
     neuron: int
+
+
+def _make_evaluator(evaluator, model, loss, chunk):
+    if evaluator is None or evaluator == "plain":
+        return CachedEvaluator(model, loss, chunk_size=chunk)
+    if evaluator == "incremental":
+        return IncrementalEvaluator(model, loss, chunk_size=chunk)
+    if isinstance(evaluator, str):
+        raise ValueError(f"evaluator must be 'plain', 'incremental' or an object, got {evaluator!r}")
+    return evaluator
 
 
 def sweep_groups(model, direction="backward"):
@@ -149,16 +164,18 @@ class RSO(Optimizer):
     trial, for tensors of kind "weight"), ``loss`` ("cross_entropy": summed in
     float64 as the authors; "cross_entropy_mean"; or a callable),
     ``level`` ("weight" | "layer" | "network"), ``joint_scale`` (0.1),
-    ``parallel`` (None | "layer" | "neuron"), ``seed``, ``cache_chunk`` (2000).
-    ``evaluator``: how candidate losses are computed (default
-    :class:`CachedEvaluator`); any object with ``prepare`` and ``losses``.
+    ``parallel`` (None | "layer" | "neuron"), ``trials_per_batch`` (1), ``seed``, ``cache_chunk`` (2000).
+    ``evaluator``: how candidate losses are computed: ``"plain"`` (default,
+    :class:`CachedEvaluator`, the reference), ``"incremental"``
+    (:class:`minirso.optim.IncrementalEvaluator`, the same numbers faster) or
+    any object with ``prepare`` and ``losses``.
     """
 
     def __init__(self, model, x, y, *, cycles: int, batch_size: int = 5000, anneal: float = 0.1,
                  sigma="kaiming", norm_sigma: float = 0.167, direction: str = "backward", order: str = "output",
                  sampling: str = "contiguous", shared_batch: bool = True, weight_decay: float = 0.0,
                  loss="cross_entropy", level: str = "weight", joint_scale: float = 0.1, parallel=None,
-                 seed: int = 0, cache_chunk: int = 2000, evaluator=None, callback=None):
+                 trials_per_batch: int = 1, seed: int = 0, cache_chunk: int = 2000, evaluator=None, callback=None):
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"RSO: x has {x.shape[0]} samples but y has {y.shape[0]}")
         n = int(x.shape[0])
@@ -179,11 +196,14 @@ class RSO(Optimizer):
         check_choice("sampling", sampling, ("contiguous", "uniform"))
         check_choice("level", level, ("weight", "layer", "network"))
         check_choice("parallel", parallel, (None, "layer", "neuron"))
+        trials_per_batch = check_int("trials_per_batch", trials_per_batch, 1)
+        if trials_per_batch > 1 and (sampling != "contiguous" or not shared_batch):
+            raise ValueError("trials_per_batch > 1 needs sampling='contiguous' and shared_batch=True")
         if parallel is not None and level != "weight":
             raise ValueError(f"parallel={parallel!r} needs level='weight' (sec. 4.6 searches single weights)")
         self.model, self.x, self.y = model, x, y
         cache_chunk = check_int("cache_chunk", cache_chunk, 1)
-        self.evaluator = evaluator if evaluator is not None else CachedEvaluator(model, loss, chunk_size=cache_chunk)
+        self.evaluator = _make_evaluator(evaluator, model, loss, cache_chunk)
         self.callback = callback
         self.hyperparameters = {
             "cycles": cycles, "batch_size": batch_size, "anneal": anneal, "sigma": sigma,
@@ -191,6 +211,7 @@ class RSO(Optimizer):
             "sampling": sampling, "shared_batch": bool(shared_batch), "weight_decay": weight_decay,
             "loss": getattr(self.evaluator, "loss_name", "custom"), "level": level,
             "joint_scale": check_positive("joint_scale", joint_scale), "parallel": parallel,
+            "trials_per_batch": trials_per_batch,
             "seed": check_seed(seed), "cache_chunk": cache_chunk,
         }
         self.units = self._build_units()
@@ -312,7 +333,8 @@ class RSO(Optimizer):
             sl, cands, neuron = self._weight_candidates(u)
         else:
             sl, cands, neuron = self._joint_candidates(u)
-        losses = self._losses(sl, cands, self.pos * (1 if hp["shared_batch"] else 3))  # (3,) float64
+        batch = self.pos // hp["trials_per_batch"]  # batch index inside the unit
+        losses = self._losses(sl, cands, batch * (1 if hp["shared_batch"] else 3))  # (3,) float64
         best, finite = decide(losses)
         self.model.params[sl] = cands[best]
         if self._base is not None:

@@ -22,6 +22,7 @@ import torch
 
 import minirso
 from minirso import nn as mnn
+from minirso.nn import functional as F
 
 # float32 comparisons with an oracle that sums in another order
 RTOL, ATOL = 1e-4, 1e-5
@@ -211,6 +212,9 @@ def loop_gru(x, w_ih, w_hh, b_ih, b_hh):
         (2, 3, (3, 3), (2, 2), (1, 1), False),
         (3, 2, (2, 3), (1, 2), (2, 1), True),
         (2, 3, (1, 1), (1, 1), (0, 0), True),
+        # patches larger than 72 (C kh kw) take the tap-loop path of F.conv2d, the others im2col
+        (9, 3, (3, 3), (2, 1), (1, 0), True),
+        (10, 2, (3, 3), (1, 1), (1, 1), False),
     ],
 )
 def test_conv2d_matches_loops(xp, rng, cin, cout, kernel, stride, padding, bias):
@@ -221,6 +225,18 @@ def test_conv2d_matches_loops(xp, rng, cin, cout, kernel, stride, padding, bias)
     out = run(model, x)
     assert out.shape == expected.shape
     close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride, padding", [((1, 1), (1, 1)), ((2, 1), (0, 2))])
+def test_conv2d_im2col_and_tap_paths_agree(xp, rng, stride, padding):
+    """Both ways F.conv2d computes a convolution give the same numbers (float32 rounding)."""
+    for cin in (1, 5, 16):
+        x = rand(xp, rng, (3, cin, 9, 7))
+        w = rand(xp, rng, (4, cin, 3, 3))
+        a = F._conv2d_im2col(x, w, stride, padding)
+        b = F._conv2d_taps(x, w, stride, padding)
+        assert a.shape == b.shape
+        close(a, host(b), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["avg", "max"])
