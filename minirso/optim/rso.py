@@ -263,6 +263,18 @@ class RSO(Optimizer):
         return self.cycle >= self.hyperparameters["cycles"]
 
     @property
+    def at_batch_start(self) -> bool:
+        """Does the next trial start a fresh mini-batch (``pos % trials_per_batch == 0``)?
+
+        An evaluator may carry work from one trial to the next within a batch
+        (:class:`IncrementalEvaluator` reuses the kept candidate's activations,
+        which round differently from a fresh forward pass).  At a batch start
+        it begins afresh, so a checkpoint taken there resumes bit for bit; the
+        trainer checkpoints only there.  With ``trials_per_batch = 1`` that is every trial.
+        """
+        return self.pos % self.hyperparameters["trials_per_batch"] == 0
+
+    @property
     def total_trials_per_cycle(self) -> int:
         return sum(u.trials for u in self.units)
 

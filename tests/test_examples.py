@@ -1,0 +1,171 @@
+"""The examples run end to end: each in ``--smoke`` mode, as a user would start it.
+
+Every example is run in a subprocess with the same interpreter (``sys.executable``)
+and ``--smoke --json PATH``; the test asserts exit status 0, then reads the JSON
+file and checks that the required keys are there and the values are sane
+(finite, accuracies in [0, 1], the step / cycle counts the smoke mode promises).
+The examples built on :class:`minirso.train.Trainer` also get ``--checkpoint``,
+and ``python -m minirso inspect`` must describe that checkpoint: its layer names
+and total parameter count.  The backend is whatever the environment selects
+(``MINIRSO_BACKEND`` is passed through), so the GPU CI runs the same tests on CuPy.
+
+Smoke runs take seconds each on 2 CPU cores; the whole file well under 90 s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+HAVE_CLI = (ROOT / "minirso" / "cli.py").is_file()
+TIMEOUT_S = 120  # per subprocess: a smoke run takes seconds; this only stops a hang
+
+
+def run(args, timeout=TIMEOUT_S):
+    """``python args...`` from the repository root; the completed process (stdout and stderr as text)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def run_example(name, tmp_path, *extra):
+    """Run ``examples/<name>.py --smoke --json <tmp>/<name>.json *extra``; return the JSON (asserts exit 0)."""
+    out = tmp_path / "out" / f"{name}.json"  # a directory that does not exist yet: the example makes it
+    proc = run([EXAMPLES / f"{name}.py", "--smoke", "--json", out, *extra])
+    assert proc.returncode == 0, \
+        f"{name} exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    assert out.is_file(), f"{name} wrote no JSON to {out}\n{proc.stdout}"
+    result = json.loads(out.read_text())
+    result["_stdout"] = proc.stdout
+    return result
+
+
+def check_common(result, example):
+    """Keys every example writes: example, backend, wall_time (finite, positive), smoke."""
+    assert result["example"] == example
+    assert result["backend"] in ("numpy", "cupy")
+    assert math.isfinite(result["wall_time"]) and result["wall_time"] > 0
+    assert result["smoke"] is True
+
+
+def finite(result, *keys):
+    for k in keys:
+        assert isinstance(result[k], (int, float)) and math.isfinite(result[k]), f"{k} = {result[k]!r}"
+
+
+def check_accuracy(result, key="test_accuracy"):
+    assert 0.0 <= result[key] <= 1.0, f"{key} = {result[key]!r}"
+
+
+def check_inspect(checkpoint, layer_names, total_params):
+    """``python -m minirso inspect`` describes the checkpoint: every layer name and the parameter count."""
+    if not HAVE_CLI:
+        pytest.skip("minirso/cli.py (the `minirso inspect` command) does not exist yet")
+    assert checkpoint.is_file(), f"no checkpoint written at {checkpoint}"
+    proc = run(["-m", "minirso", "inspect", checkpoint])
+    assert proc.returncode == 0, f"inspect exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    text = proc.stdout
+    assert f"model: {total_params} parameters" in text, text
+    for name in layer_names:
+        assert f" {name} " in text, f"layer {name!r} missing from:\n{text}"
+    assert "optimizer:" in text
+
+
+# ---- aMC, no Trainer: the optimizer on a flat array or a small net ---------------------------------
+
+def test_amc_rosenbrock(tmp_path):
+    r = run_example("amc_rosenbrock", tmp_path)
+    check_common(r, "amc_rosenbrock")
+    finite(r, "final_loss")
+    assert r["steps"] == 500
+    assert r["final_loss"] >= 0
+    assert [run["epsilon"] for run in r["runs"]] == [0.0, 0.01, 0.1]
+    # Fig. 3 from (-2, 2), f = 409 there: every run goes downhill (aMC never accepts an increase)
+    assert all(0 <= run["final_loss"] < 409 for run in r["runs"])
+    assert r["final_loss"] == min(run["final_loss"] for run in r["runs"])
+
+
+def test_amc_sine(tmp_path):
+    r = run_example("amc_sine", tmp_path)
+    check_common(r, "amc_sine")
+    finite(r, "final_loss", "final_loss_metropolis", "acceptance", "acceptance_metropolis")
+    assert r["steps"] == 300
+    # U of the N(0, 1e-4) start is about 0.5 (the mean of sin^2); both chains only go down
+    assert 0 <= r["final_loss"] < 0.51 and 0 <= r["final_loss_metropolis"] < 0.51
+    assert 0 <= r["acceptance"] <= 1 and 0 <= r["acceptance_metropolis"] <= 1
+
+
+def test_amc_deep_step(tmp_path):
+    r = run_example("amc_deep_step", tmp_path, "--compare")
+    check_common(r, "amc_deep_step")
+    finite(r, "final_loss", "final_loss_signal_norm_off")
+    assert (r["steps"], r["depth"], r["signal_norm"]) == (300, 8, True)
+    # the best constant output gives U = 0.046875; neither run can be worse than where it started (~0.0625)
+    assert 0 <= r["final_loss"] < 0.0626 and 0 <= r["final_loss_signal_norm_off"] < 0.0626
+
+
+# ---- with the Trainer: progress, evaluation, checkpoints ---------------------------------------
+
+def test_amc_mnist(tmp_path):
+    ck = tmp_path / "ck" / "run.h5"
+    r = run_example("amc_mnist", tmp_path, "--checkpoint", ck, "--no-progress")
+    check_common(r, "amc_mnist")
+    finite(r, "test_accuracy", "final_loss", "test_loss", "acceptance", "sigma")
+    check_accuracy(r)
+    check_accuracy(r, "train_accuracy")
+    assert r["steps"] == 40 and r["params"] == 13002 and r["batching"] == "full"
+    assert 0 < r["final_loss"] < 0.1  # MSE of softmax outputs vs one-hot: 0.09 at the start
+    check_inspect(ck, ["fc1", "act1", "fc2", "act2", "fc3", "out"], 13002)
+    # --resume on a finished run: restores, takes no step, reports the same numbers
+    again = run_example("amc_mnist", tmp_path, "--checkpoint", ck, "--resume", "--no-progress")
+    assert "resumed from" in again["_stdout"]
+    assert (again["steps"], again["test_accuracy"], again["final_loss"]) == \
+        (r["steps"], r["test_accuracy"], r["final_loss"])
+
+
+@pytest.mark.parametrize("batching", ["minibatch", "progressive"])
+def test_amc_mnist_batching(tmp_path, batching):
+    r = run_example("amc_mnist", tmp_path, "--batching", batching, "--signal-norm", "off", "--no-progress")
+    check_common(r, "amc_mnist")
+    check_accuracy(r)
+    assert r["batching"] == batching and r["signal_norm"] is False
+    assert r["batch"] == (1000 if batching == "minibatch" else 500)  # the smoke data has 1,000 digits
+
+
+def test_amc_rnn_mnist01(tmp_path):
+    ck = tmp_path / "ck" / "rnn.h5"
+    r = run_example("amc_rnn_mnist01", tmp_path, "--checkpoint", ck, "--no-progress")
+    check_common(r, "amc_rnn_mnist01")
+    finite(r, "test_accuracy", "test_loss", "final_loss")
+    check_accuracy(r)
+    assert r["steps"] == 20 and r["sequence_length"] == 49 and r["params"] == 12674
+    assert r["final_loss"] >= 0
+    check_inspect(ck, ["rnn1", "rnn2", "fc"], 12674)
+
+
+def test_train_cifar10(tmp_path):
+    ck = tmp_path / "ck" / "c10.h5"
+    r = run_example("train_cifar10", tmp_path, "--checkpoint", ck, "--no-progress")
+    check_common(r, "train_cifar10")
+    finite(r, "test_accuracy", "test_loss")
+    check_accuracy(r)
+    assert r["cycles"] == 1 and r["trials"] == r["params"] == 308
+    check_inspect(ck, ["conv1", "pool1", "bn1", "relu1", "conv2", "bn2", "gap", "fc"], 308)
+
+
+def test_train_cifar10_without_data_fails_clearly(tmp_path):
+    """Outside --smoke, missing CIFAR-10 (and no download) is an error with the loader's message, status 1."""
+    proc = run([EXAMPLES / "train_cifar10.py", "--data-dir", tmp_path, "--no-download", "--no-progress"])
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "cifar-10" in proc.stderr.lower() and "Traceback" not in proc.stderr
+
+
+# ---- examples/train_mnist.py: the lead adds its test here ---------------------------------------
