@@ -221,6 +221,7 @@ class Trainer:
                  "schedule": {"eval_every": self.eval_every, "checkpoint_every": self.checkpoint_every,
                               "checkpoint_every_trials": getattr(loop, "every_trials", None),
                               "log_every": getattr(loop, "log_every", None), "loss": self.loss_name}}
+        os.makedirs(os.path.dirname(os.path.abspath(self.checkpoint_path)), exist_ok=True)  # e.g. runs/
         ckpt.save(self.checkpoint_path, self.model, self.optimizer, self.history,
                   meta={"trainer": state, "user": self.meta}, keep_previous=True)
         self._dirty = False

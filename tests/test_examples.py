@@ -169,3 +169,17 @@ def test_train_cifar10_without_data_fails_clearly(tmp_path):
 
 
 # ---- examples/train_mnist.py: the lead adds its test here ---------------------------------------
+
+
+def test_train_mnist(tmp_path):
+    """The README's example in smoke mode: trains, checkpoints, reports; inspect shows the checkpoint;
+    --resume of the finished run changes nothing."""
+    ck = tmp_path / "runs" / "mnist.h5"  # a folder that does not exist yet
+    r = run_example("train_mnist", tmp_path, "--checkpoint", ck, "--no-progress")
+    check_common(r, "train_mnist")
+    check_accuracy(r)
+    assert r["cycles"] == 1 and r["num_params"] == 844 and r["trials_per_batch"] == 4
+    assert r["train_samples"] == 256 and r["test_samples"] == 200
+    check_inspect(ck, ["conv1", "bn1", "conv6", "bn6", "gap", "fc"], 844)
+    again = run_example("train_mnist", tmp_path, "--checkpoint", ck, "--no-progress", "--resume")
+    assert again["test_accuracy"] == r["test_accuracy"]

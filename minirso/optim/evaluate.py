@@ -65,6 +65,15 @@ class CachedEvaluator:
     previous cache was for an earlier layer p <= layer, the new one continues
     from it (RSO guarantees that layers < p have not changed since); the result is bit-identical
     to computing it from ``x``, so a resumed run rebuilds the same cache.
+
+    ``keep`` saves recomputation when RSO sweeps backwards: the forward pass
+    that reaches ``layer`` passes the inputs of every earlier layer on the way,
+    and those listed in ``keep`` are held for a later ``prepare`` instead of
+    being recomputed from ``x`` (one pass over the pool per cycle instead of
+    one per layer).  The caller promises that no parameter below a kept layer
+    changes before that layer is prepared; held inputs not named in the next
+    call's ``keep`` are dropped.  The values are the same chunked forward
+    either way, so the cache is bit-identical with or without ``keep``.
     """
 
     def __init__(self, model, loss="cross_entropy", chunk_size: int = 2000):
@@ -72,16 +81,27 @@ class CachedEvaluator:
         self.loss_name, self.loss_fn = resolve_loss(loss)
         self.chunk_size = int(chunk_size)
         self.layer, self.inputs, self.labels = None, None, None
+        self.held = {}  # layer -> its inputs for the pool, computed on the way to a later layer
 
-    def prepare(self, layer: int, x, y):
-        """Cache the inputs of layer ``layer`` for the pool ``x`` (its labels ``y``)."""
+    def prepare(self, layer: int, x, y, keep=()):
+        """Cache the inputs of layer ``layer`` for the pool ``x`` (its labels ``y``); hold those of ``keep``."""
         m = self.model
-        if layer == 0:
+        held = self.held if self.labels is y else {}
+        new = {}
+        if layer in held:
+            inputs = held[layer]
+        elif layer == 0:
             inputs = x
-        elif self.layer is not None and self.layer <= layer and self.labels is y:
-            inputs = m.layer_inputs(self.inputs, layer, self.chunk_size, start=self.layer)
         else:
-            inputs = m.layer_inputs(x, layer, self.chunk_size)
+            if self.layer is not None and self.layer <= layer and self.labels is y:
+                start, inputs = self.layer, self.inputs  # continue from the previous cache
+            else:
+                start, inputs = 0, x
+            for stop in sorted({int(k) for k in keep if start < k < layer}) + [layer]:
+                inputs = m.layer_inputs(inputs, stop, self.chunk_size, start=start)  # (N, ...) at layer `stop`
+                new[stop], start = inputs, stop
+        kept = {**held, **new}
+        self.held = {k: kept[k] for k in keep if k in kept and k != layer}
         self.layer, self.inputs, self.labels = layer, inputs, y
 
     def losses(self, sl: slice, candidates, rows):

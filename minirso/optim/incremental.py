@@ -97,8 +97,8 @@ class IncrementalEvaluator(CachedEvaluator):
                 return layer, owner, name, numpy.unravel_index(i - start, shape)
         return None
 
-    def prepare(self, layer, x, y):
-        super().prepare(layer, x, y)
+    def prepare(self, layer, x, y, keep=()):
+        super().prepare(layer, x, y, keep)
         self._kept = None
 
     # ---- the public question -------------------------------------------------------------------

@@ -286,7 +286,10 @@ class RSO(Optimizer):
         """Cache the unit's layer inputs, draw its pool order and (weight level) its normals."""
         hp, u = self.hyperparameters, self.units[self.unit]
         self.model.train()
-        self.evaluator.prepare(u.layer, self.x, self.y)
+        if isinstance(self.evaluator, CachedEvaluator):
+            self.evaluator.prepare(u.layer, self.x, self.y, keep=self._inputs_to_keep())
+        else:
+            self.evaluator.prepare(u.layer, self.x, self.y)
         xp = get_array_module(self.model.params)
         n = self.x.shape[0]
         if hp["sampling"] == "contiguous":
@@ -305,6 +308,22 @@ class RSO(Optimizer):
             else:
                 self._base = self._pending = None
         self._ready = True
+
+    def _inputs_to_keep(self):
+        """Layers of the cycle's later units whose pool inputs, computed now, are still valid when reached.
+
+        A unit's layer input depends only on the layers below it, so it stays
+        valid while every unit in between changes layers at or above it.  In
+        the backward sweep that holds for every conv / dense layer (one forward
+        pass per cycle then caches them all); a BatchNorm right after the conv
+        just changed is not kept (its input continues from the conv's cache).
+        """
+        keep, low = [], self.units[self.unit].layer
+        for u in self.units[self.unit + 1 :]:
+            if u.layer <= low:
+                keep.append(u.layer)
+            low = min(low, u.layer)
+        return keep
 
     def _rows(self, b: int):
         """Pool rows of the b-th mini-batch of the current unit (b counts from the unit's start).

@@ -260,3 +260,42 @@ def test_sweep_order_of_the_residual_cifar_net():
     model = rso_cifar(10)
     assert [g.name for g in sweep_groups(model)] == expected
     assert sorted(expected) == sorted(g.name for g in model.param_groups)
+
+
+def test_backward_sweep_forwards_the_pool_once_per_cycle_and_changes_nothing():
+    """``prepare(keep=...)``: the conv/dense inputs of a whole backward cycle come from ONE pass over the
+    pool (counted), and the run equals one whose evaluator recomputes every cache from the input."""
+    from minirso.optim import CachedEvaluator
+
+    class Counting(CachedEvaluator):
+        def __init__(self, model, honour_keep):
+            super().__init__(model, chunk_size=16)  # 4 chunks: per-chunk BatchNorm statistics matter
+            self.honour_keep, self.from_input = honour_keep, 0
+
+        def prepare(self, layer, x, y, keep=()):
+            calls = []
+            orig = self.model.layer_inputs
+            self.model.layer_inputs = lambda a, l, c, start=0: calls.append(start) or orig(a, l, c, start=start)
+            try:
+                super().prepare(layer, x, y, keep if self.honour_keep else ())
+            finally:
+                del self.model.layer_inputs
+            self.from_input += calls.count(0)
+
+    x, y = tiny_data()
+    runs = []
+    for honour in (True, False):
+        model = tiny_conv()
+        ev = Counting(model, honour)
+        opt = RSO(model, x, y, cycles=2, batch_size=16, seed=3, evaluator=ev)
+        while not opt.done:
+            opt.step()
+        runs.append((minirso.to_numpy(model.params).copy(), ev.from_input))
+    (p_keep, n_keep), (p_plain, n_plain) = runs
+    np.testing.assert_array_equal(p_keep, p_plain)
+    # Calls with start 0 (a pass from the network input).  With keep: cycle 1 fc's pass (it caches the
+    # inputs of conv6 ... conv2 on the way) and bn1's (its input continues from conv1's, which is x);
+    # cycle 2 fc continues from bn1's cache (start 1), then bn1 again: 3.  Without keep, conv6 ... conv2
+    # also start from the input every cycle: 3 + 2 * 5.
+    assert n_keep == 3
+    assert n_plain == 3 + 2 * 5
