@@ -8,7 +8,9 @@
     history = trainer.fit()     # Ctrl-C or SIGTERM: saves a checkpoint and returns; run again to go on
 
 **The loop.**  A step is one RSO trial (one weight) or one aMC move.  After every step comes a
-*boundary*, where in this order: (1) the history grows (RSO: a ``"layers"`` row per finished tensor;
+*boundary*, where in this order: (1) the history grows (RSO: a ``"layers"`` row per finished tensor,
+whose ``cycle`` is the optimizer's 0-based cycle index, while an ``"eval"`` row's ``cycle`` counts the
+cycles completed, so ``layers`` rows of cycle c precede the ``eval`` row of cycle c + 1;
 aMC: a ``"steps"`` row every ``log_every`` steps); (2) an evaluation runs if due (every ``eval_every``
 RSO cycles / aMC steps, and at the end of ``fit()`` unless the last one was there); (3) a checkpoint
 is written if due (every ``checkpoint_every`` cycles / steps, RSO also every ``checkpoint_every_trials``
