@@ -37,8 +37,6 @@ try several ``--seed``.  ``--json PATH`` writes ``final_loss`` (and, with
 """
 
 import argparse
-import json
-import pathlib
 import time
 
 import numpy as np
@@ -46,6 +44,7 @@ import numpy as np
 import minirso
 from minirso.models import amc_deep_tanh
 from minirso.optim import AMC, ModelLoss
+from minirso.train import write_metrics
 
 
 def step_task(n_points=1000):
@@ -79,14 +78,6 @@ def train(depth, signal_norm, steps, init, seed, log_lines=5):
             "params": net.num_params}
 
 
-def write_json(path, result):
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"wrote {path}")
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=32, help="hidden layers (the paper: 2 to 128)")
@@ -118,7 +109,7 @@ def main():
         result.update({f"final_loss_{key}": other["final_loss"], f"acceptance_{key}": other["acceptance"]})
     result["wall_time"] = time.perf_counter() - t0
     if args.json:
-        write_json(args.json, result)
+        print(f"wrote {write_metrics(args.json, result)}")
 
 
 if __name__ == "__main__":

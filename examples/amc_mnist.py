@@ -54,8 +54,6 @@ the acceptance rate and sigma.
 """
 
 import argparse
-import json
-import pathlib
 import sys
 import time
 
@@ -63,7 +61,7 @@ import minirso
 from minirso.data import load_mnist_or_bundled
 from minirso.models import mlp
 from minirso.optim import AMC, ModelLoss
-from minirso.train import Trainer
+from minirso.train import Trainer, write_metrics
 
 
 def parse_args():
@@ -126,8 +124,6 @@ def main():
           + (f" ({opt.batch} rows)" if opt.batch else "") + f"; {args.steps:,} steps", flush=True)
 
     # 4. The Trainer runs the steps, evaluates held-out accuracy, and checkpoints (Ctrl-C saves and stops).
-    if args.checkpoint:
-        pathlib.Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
     train_eval = (x_train[:2000], y_train[:2000])
     trainer = Trainer(net, opt, steps=args.steps, eval_data=(x_test, y_test), train_eval_data=train_eval,
                       eval_every=args.eval_every, checkpoint=args.checkpoint, checkpoint_every=args.eval_every,
@@ -155,11 +151,7 @@ def main():
                   "sigma0": args.sigma0, "epsilon": args.epsilon, "n_s": args.n_s, "seed": args.seed,
                   "params": net.num_params, "n_train": len(y_train), "n_test": len(y_test), "data": ds.name,
                   "interrupted": trainer.interrupted, "smoke": args.smoke}
-        path = pathlib.Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"wrote {path}")
+        print(f"wrote {write_metrics(args.json, result)}")
     if trainer.interrupted:  # the shell's "stopped by a signal" (130 for Ctrl-C): the run is unfinished
         hint = f"; continue with --resume --checkpoint {args.checkpoint}" if args.checkpoint else ""
         print(f"interrupted at step {opt.step_count:,}{hint}")

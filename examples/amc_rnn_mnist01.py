@@ -46,8 +46,6 @@ times slower (small matrix products in a loop over time steps);
 """
 
 import argparse
-import json
-import pathlib
 import sys
 import time
 
@@ -57,7 +55,7 @@ import minirso
 from minirso.data import load_mnist_or_bundled
 from minirso.models import amc_rnn_classifier
 from minirso.optim import AMC, ModelLoss
-from minirso.train import Trainer
+from minirso.train import Trainer, write_metrics
 
 
 def zeros_and_ones(images, labels, side):
@@ -140,8 +138,6 @@ def main():
           f"{args.epsilon:g}, n_s {args.n_s}, signal norm {args.signal_norm}; {args.steps:,} steps", flush=True)
 
     # 4. Train with the Trainer: progress bar, held-out accuracy every --eval-every steps, checkpoints.
-    if args.checkpoint:
-        pathlib.Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(net, opt, steps=args.steps, eval_data=(x_test, y_test), eval_every=args.eval_every,
                       checkpoint=args.checkpoint, checkpoint_every=args.eval_every,
                       log_every=max(1, min(10, args.eval_every)), progress=not args.no_progress,
@@ -165,11 +161,7 @@ def main():
                   "sequence_length": args.side * args.side, "batch_size": batch, "cell": args.cell,
                   "params": net.num_params, "n_train": len(y_train), "n_test": len(y_test), "data": ds.name,
                   "seed": args.seed, "interrupted": trainer.interrupted, "smoke": args.smoke}
-        path = pathlib.Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"wrote {path}")
+        print(f"wrote {write_metrics(args.json, result)}")
     if trainer.interrupted:  # the shell's "stopped by a signal" (130 for Ctrl-C): the run is unfinished
         hint = f"; continue with --resume --checkpoint {args.checkpoint}" if args.checkpoint else ""
         print(f"interrupted at step {opt.step_count:,}{hint}")

@@ -33,14 +33,13 @@ final f over the runs.
 """
 
 import argparse
-import json
-import pathlib
 import time
 
 import numpy as np
 
 import minirso
 from minirso.optim import AMC
+from minirso.train import write_metrics
 
 
 def rosenbrock(p) -> float:
@@ -63,14 +62,6 @@ def run(epsilon, steps, sigma0, n_s, seed, checkpoints):
             f_at[n] = info["loss"]
     return {"epsilon": epsilon, "final_loss": opt.loss, "f_at": f_at, "first_below_1e-3": first_below,
             "acceptance": opt.acceptance_rate, "sigma": opt.sigma, "position": minirso.to_numpy(p).tolist()}
-
-
-def write_json(path, result):
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"wrote {path}")
 
 
 def main():
@@ -106,12 +97,13 @@ def main():
     print(f"{wall:.1f} s; lowest final f = {best['final_loss']:.2e} with epsilon = {best['epsilon']:g}, "
           f"at (x, y) = ({best['position'][0]:.4f}, {best['position'][1]:.4f})")
     if args.json:
-        write_json(args.json, {
+        path = write_metrics(args.json, {
             "example": "amc_rosenbrock", "backend": minirso.backend_name(), "wall_time": wall, "steps": args.steps,
             "sigma0": args.sigma0, "n_s": args.n_s, "seed": args.seed, "smoke": args.smoke,
             "final_loss": best["final_loss"], "best_epsilon": best["epsilon"],
             "runs": [dict(r, f_at={str(n): f for n, f in r["f_at"].items()}) for r in runs],
         })
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

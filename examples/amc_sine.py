@@ -27,8 +27,6 @@ forward passes.  ``--json PATH`` writes both final losses (``final_loss`` is aMC
 """
 
 import argparse
-import json
-import pathlib
 import time
 
 import numpy as np
@@ -36,6 +34,7 @@ import numpy as np
 import minirso
 from minirso.models import mlp
 from minirso.optim import AMC, Metropolis, ModelLoss
+from minirso.train import write_metrics
 
 
 def train(name, make_optimizer, steps, width, seed):
@@ -77,15 +76,12 @@ def main():
     amc = train("aMC", lambda p, u: AMC(p, u, sigma0=1e-2, epsilon=1e-2, n_s=100, signal_norm=True, seed=args.seed),
                 args.steps, args.width, args.seed)
     if args.json:
-        path = pathlib.Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w") as f:
-            json.dump({"example": "amc_sine", "backend": minirso.backend_name(),
-                       "wall_time": time.perf_counter() - t0, "steps": args.steps, "width": args.width,
-                       "seed": args.seed, "smoke": args.smoke, "final_loss": amc.loss,
-                       "acceptance": amc.acceptance_rate, "final_loss_metropolis": mc.loss,
-                       "acceptance_metropolis": mc.acceptance_rate}, f, indent=2)
-        print(f"wrote {path}")
+        write_metrics(args.json, {"example": "amc_sine", "backend": minirso.backend_name(),
+                                  "wall_time": time.perf_counter() - t0, "steps": args.steps, "width": args.width,
+                                  "seed": args.seed, "smoke": args.smoke, "final_loss": amc.loss,
+                                  "acceptance": amc.acceptance_rate, "final_loss_metropolis": mc.loss,
+                                  "acceptance_metropolis": mc.acceptance_rate})
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

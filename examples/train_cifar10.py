@@ -47,8 +47,6 @@ code path (RSO, the Trainer, BatchNorm re-estimation, checkpoints) in seconds.
 """
 
 import argparse
-import json
-import pathlib
 import sys
 import time
 
@@ -59,7 +57,7 @@ from minirso.data import DataError, load_cifar10
 from minirso.models import rso_cifar
 from minirso.nn import AvgPool2d, BatchNorm2d, Conv2d, Dense, GlobalAvgPool2d, ReLU, Sequential
 from minirso.optim import RSO
-from minirso.train import Trainer
+from minirso.train import Trainer, write_metrics
 
 
 def smoke_net(seed):
@@ -145,8 +143,6 @@ def main():
 
     # 4. The Trainer: bars per cycle and per tensor, test accuracy after each cycle (BatchNorm statistics
     #    re-estimated from 2,000 training images first), a checkpoint after each cycle.
-    if args.checkpoint:
-        pathlib.Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(net, opt, eval_data=(x_test, y_test), bn_data=x_train[:2000], eval_every=1,
                       checkpoint=args.checkpoint, checkpoint_every=1,
                       checkpoint_every_trials=args.checkpoint_every_trials, progress=not args.no_progress,
@@ -167,11 +163,7 @@ def main():
                   "test_loss": final["test_loss"], "depth": None if args.smoke else args.depth,
                   "params": net.num_params, "batch_size": batch, "n_train": len(y_train), "n_test": len(y_test),
                   "evaluator": args.evaluator, "interrupted": trainer.interrupted, "smoke": args.smoke}
-        path = pathlib.Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"wrote {path}")
+        print(f"wrote {write_metrics(args.json, result)}")
     if trainer.interrupted:  # the shell's "stopped by a signal" (130 for Ctrl-C): the run is unfinished
         hint = f"; continue with --resume --checkpoint {args.checkpoint}" if args.checkpoint else ""
         print(f"interrupted at cycle {opt.cycle}, trial {opt.trial:,}{hint}")

@@ -65,7 +65,6 @@ run for CI.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -73,7 +72,7 @@ import time
 import minirso
 from minirso import data, models
 from minirso.optim import RSO
-from minirso.train import Trainer
+from minirso.train import Trainer, write_metrics
 
 # measured on 2 CPU cores, bundled 8,000 / 2,000 split, seed 72: see the docstring
 CPU_PRESET = dict(cycles=6, batch_size=256, trials_per_batch=2, channels=8)
@@ -156,9 +155,7 @@ def main(argv=None) -> int:
     if args.checkpoint:
         print(f"checkpoint: {args.checkpoint}  (look inside: minirso inspect {args.checkpoint})")
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(metrics, f, indent=2)
+        write_metrics(args.json, metrics)
     return 0
 
 

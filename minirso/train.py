@@ -47,6 +47,7 @@ the aMC paper's training loss instead.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -65,7 +66,7 @@ from .optim import AMC, RSO
 from .optim.base import check_int
 from .optim.evaluate import resolve_loss
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "write_metrics"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _SHOW_EVERY = 20  # progress-bar updates every this many trials / steps: a tqdm refresh costs ~0.1 ms
@@ -448,3 +449,19 @@ class _AMCLoop(_Loop):
 
     def show_eval(self, row):
         self._test = f"{row['test_accuracy']:.4f}" if "test_accuracy" in row else None
+
+
+def write_metrics(path, metrics: dict) -> str:
+    """Write a run's final ``metrics`` as indented JSON to ``path`` (the examples' ``--json PATH``).
+
+    Missing folders are created; the file is written next to its final name and
+    renamed, so a reader never sees half a file.  NumPy scalars become numbers.
+    Returns the path.
+    """
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(metrics, f, indent=2, default=lambda v: v.item() if isinstance(v, numpy.generic) else str(v))
+    os.replace(tmp, path)
+    return path

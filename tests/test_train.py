@@ -323,3 +323,15 @@ def test_incremental_rso_with_shared_batches_resumes_exactly(tmp_path, stop):
     assert t.interrupted and t.optimizer.at_batch_start and t.optimizer.trial == -(-stop // 4) * 4
     assert t.optimizer.evaluator.stats["reused"] > 0
     assert_same_run(resume(lambda p: rso_trainer(p, model_seed=99, rso=rso), path), ref)
+
+
+def test_write_metrics_creates_folders_converts_numpy_and_leaves_no_temp(tmp_path):
+    import json
+
+    from minirso.train import write_metrics
+
+    path = tmp_path / "new" / "dir" / "m.json"
+    out = write_metrics(path, {"acc": np.float32(0.75), "n": np.int64(3), "name": "x", "list": [1, 2.5]})
+    assert out == str(path)
+    assert json.loads(path.read_text()) == {"acc": 0.75, "n": 3, "name": "x", "list": [1, 2.5]}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["m.json"]
