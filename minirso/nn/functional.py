@@ -193,9 +193,12 @@ def layer_norm(x, gamma, beta, eps):
     """
     axes = tuple(range(x.ndim - gamma.ndim, x.ndim))
     mean = x.mean(axis=axes, keepdims=True)
-    var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)  # biased, as in the paper and PyTorch
-    xhat = (x - mean) / get_array_module(x).sqrt(var + eps)
-    return xhat * gamma + beta, xhat
+    xhat = x - mean  # centred once, used twice
+    var = (xhat * xhat).mean(axis=axes, keepdims=True)  # biased, as in the paper and PyTorch
+    xhat *= 1.0 / get_array_module(x).sqrt(var + eps)  # one division per sample, not per element
+    y = xhat * gamma
+    y += beta  # in place: on a CPU every fresh (N, F) temporary costs page faults, more than the arithmetic
+    return y, xhat
 
 
 def relu(x):

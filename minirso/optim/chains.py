@@ -124,9 +124,9 @@ def _layer_norm_chains(h, gamma, beta, eps, d):
     :func:`minirso.nn.functional.layer_norm`; gamma, beta (K, 1, ..., *shape) broadcast over N."""
     axes = tuple(range(h.ndim - d, h.ndim))
     mean = h.mean(axis=axes, keepdims=True)
-    var = ((h - mean) ** 2).mean(axis=axes, keepdims=True)  # biased, as F.layer_norm
-    xhat = (h - mean) / get_array_module(h).sqrt(var + eps)
-    return xhat * gamma + beta
+    hc = h - mean
+    var = (hc * hc).mean(axis=axes, keepdims=True)  # biased, as F.layer_norm
+    return hc * (1.0 / get_array_module(h).sqrt(var + eps)) * gamma + beta
 
 
 class AMCChains(Optimizer):
