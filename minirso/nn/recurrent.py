@@ -56,21 +56,30 @@ class RNN(_Recurrent):
     def forward(self, x):
         x = self._input(x)
         xp = get_array_module(x)
-        n, t_len, _ = x.shape
-        xw = x @ self.weight_ih.T + self.bias  # (N, T, H): input contributions of all steps in one product
-        h = xp.zeros((n, self.hidden_size), dtype=xp.float32)  # (N, H)
-        seq = xp.empty((n, t_len, self.hidden_size), dtype=xp.float32) if self.return_sequences else None
+        n, t_len, i = x.shape
+        hs = self.hidden_size
+        # Time-major and one product per step: [x_t, h_{t-1}] (N, I + H) times the stacked matrices.
+        # Precomputing x W_ih^T for all steps at once looks cheaper but writes and re-reads a (T, N, H)
+        # array (300 MB for the aMC experiment) instead of keeping each step in cache: 2.8x slower.
+        x_tm = x.transpose(1, 0, 2)  # (T, N, I), a view: step t's input is x_tm[t]
+        w_cat = xp.concatenate([self.weight_ih.T, self.weight_hh.T])  # (I + H, H)
+        xh = xp.zeros((n, i + hs), dtype=xp.float32)  # (N, I + H): [x_t, h_{t-1}], with h_0 = 0
+        z = xp.empty((n, hs), dtype=xp.float32)  # (N, H) pre-activation, reused every step
+        seq = xp.empty((t_len, n, hs), dtype=xp.float32) if self.return_sequences else None  # (T, N, H)
         hh_sum = xp.zeros((), dtype=xp.float64)
+        h = xh[:, i:]
         for t in range(t_len):
             if self.recording:
                 hh_sum += (h * h).sum(dtype=xp.float64)
-            h = xp.tanh(xw[:, t] + h @ self.weight_hh.T)  # (N, H)
-            if seq is not None:
-                seq[:, t] = h
+            xh[:, :i] = x_tm[t]
+            xp.matmul(xh, w_cat, out=z)  # (N, H) = x_t W_ih^T + h_{t-1} W_hh^T
+            z += self.bias
+            h = xp.tanh(z, out=seq[t] if seq is not None else z)  # (N, H)
+            xh[:, i:] = h
         if self.recording:
             q = (x * x).sum(dtype=xp.float64) + hh_sum
             self._record_shared("h", q, self.hidden_size, n * t_len)
-        return seq if seq is not None else h
+        return seq.transpose(1, 0, 2) if seq is not None else h  # (N, T, H), a view of the time-major array
 
 
 class GRU(_Recurrent):
