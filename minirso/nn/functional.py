@@ -7,6 +7,8 @@ Shapes: batch first; images NCHW; sequences (N, T, features).
 
 from __future__ import annotations
 
+import numpy
+
 from ..backend import get_array_module
 
 __all__ = [
@@ -62,26 +64,28 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     x (N, C, H, W), weight (O, C, kh, kw), bias (O,) -> (N, O, Ho, Wo) with
     ``y[n,o,i,j] = b[o] + sum_{c,u,v} w[o,c,u,v] x_pad[n, c, s i + u, s j + v]``.
 
-    Two ways to compute the same sum, chosen by the size of a patch C kh kw:
+    Two ways to compute the same sum, chosen by the size of a patch C kh kw
+    and the number of outputs O:
 
-    * small patches (<= 72, e.g. the first layer's 1 x 3 x 3, or RSO's
-      single-channel incremental updates): copy the patches into a
-      (N, C kh kw, Ho Wo) array (im2col) and do ONE matrix product per sample;
-      the copy is small because C is;
-    * larger patches: no im2col copy.  For each tap (u, v) one matrix product
-      of the tap's (O, C) slice with the whole padded input viewed as
-      (N, C, Hp*Wp), then the (u, v)-shifted, stride-subsampled window of that
-      product is added to the output.  The temporary is one (N, O, Hp, Wp)
-      buffer reused across taps.  With stride s the product is computed at
-      every position and s^2 - 1 of s^2 are discarded: simple, and the papers'
-      nets use stride 1.
+    * small patches (C kh kw <= 36, e.g. the first layer's 1 x 3 x 3, or RSO's
+      single-input-channel incremental updates) feeding several outputs: copy
+      the patches into a (N, C kh kw, Ho Wo) array (im2col) and do ONE matrix
+      product per sample; the copy is small because C is;
+    * otherwise (larger patches, or one output): no im2col copy.  For each
+      tap (u, v) one matrix product of the tap's (O, C) slice with the padded
+      input viewed as (N, C, Hp*Wp), then the (u, v)-shifted, stride-subsampled window of that product is
+      added to the output.  On a CPU samples go in cache-sized chunks; the
+      temporary is one (chunk, O, Hp, Wp) buffer reused across taps.  With
+      stride s the product is computed at every position and s^2 - 1 of s^2
+      are discarded: simple, and the papers' nets use stride 1.
 
-    Measured on 2 CPU cores, batch 256, 3x3 kernels, 16 output channels: with
-    C = 1 at 28x28 the tap loop takes 134 ms and im2col 4 ms; with C = 16 the
-    tap loop 35 ms and im2col 65 ms (its copy is 9x the input).
+    Measured on 2 CPU cores, batch 256, 28x28, 3x3 kernels (chunked taps vs
+    im2col): C = 1 -> O = 16: 61 vs 2.8 ms; C = 4 -> 16: 19 vs 8 ms; C = 8 -> 8:
+    11 vs 23 ms; C = 16 -> 16: 28 vs 61 ms; C = 16 -> 1 (RSO's one changed
+    output channel): 6 vs 70 ms.
     """
     o, c, kh, kw = weight.shape
-    if c * kh * kw <= 72:
+    if c * kh * kw <= 36 and (o > 1 or c == 1):
         out = _conv2d_im2col(x, weight, pair(stride), pair(padding))
     else:
         out = _conv2d_taps(x, weight, pair(stride), pair(padding))
@@ -105,7 +109,7 @@ def _conv2d_im2col(x, weight, stride, padding):
     return out.reshape(n, o, ho, wo)
 
 
-def _conv2d_taps(x, weight, stride, padding):
+def _conv2d_taps(x, weight, stride, padding, budget=2**18):
     xp = get_array_module(x)
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
@@ -115,12 +119,20 @@ def _conv2d_taps(x, weight, stride, padding):
     hp, wp = xpad.shape[2], xpad.shape[3]
     flat = xpad.reshape(n, c, hp * wp)  # (N, C, Hp*Wp), a view
     out = xp.zeros((n, o, ho, wo), dtype=x.dtype)  # (N, O, Ho, Wo)
-    tmp = xp.empty((n, o, hp * wp), dtype=x.dtype)  # (N, O, Hp*Wp), reused per tap
-    for u in range(kh):
-        for v in range(kw):
-            xp.matmul(weight[:, :, u, v], flat, out=tmp)  # (O, C) @ (N, C, P) -> (N, O, P)
-            t = tmp.reshape(n, o, hp, wp)
-            out += t[:, :, u : u + sh * (ho - 1) + 1 : sh, v : v + sw * (wo - 1) + 1 : sw]
+    # Samples in chunks whose input, product and output (~budget floats, 1 MB) stay in the CPU's cache
+    # while the kh*kw taps pass over them: 2.4x faster than whole-batch taps at batch 2,000, 1.3x at 256.
+    # Each sample's sum is the same either way (chunking never splits one), so results are identical.
+    m = max(1, min(n, budget // ((o + c) * hp * wp + o * ho * wo)))
+    if xp is not numpy:
+        m = n  # on a GPU one product over the whole batch: a kernel launch costs more than cache misses
+    tmp = xp.empty((m, o, hp * wp), dtype=x.dtype)  # (m, O, Hp*Wp), reused per tap and chunk
+    for s in range(0, n, m):
+        k = min(m, n - s)
+        acc, t = out[s : s + k], tmp[:k]
+        for u in range(kh):
+            for v in range(kw):
+                xp.matmul(weight[:, :, u, v], flat[s : s + k], out=t)  # (O, C) @ (k, C, P) -> (k, O, P)
+                acc += t.reshape(k, o, hp, wp)[:, :, u : u + sh * (ho - 1) + 1 : sh, v : v + sw * (wo - 1) + 1 : sw]
     return out
 
 
