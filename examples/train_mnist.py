@@ -22,7 +22,7 @@ Two presets, chosen by the backend:
 * **CPU**: a quick preset for a laptop. Full MNIST is rarely there, and then
   the script trains on the bundled official MNIST test set, split 8,000
   train / 2,000 held-out (it says so).  6 cycles of a narrower net in about
-  8 minutes on 2 cores, about 91 % held-out: see below.
+  7 minutes on 2 cores, about 92 % held-out: see below.
 
 The CPU preset (``CPU_PRESET``) makes two changes to the paper, both flags:
 
@@ -41,19 +41,22 @@ on 2 CPU cores, bundled split, seed 72 (held-out accuracy after each cycle):
 ======================================  ==================================  ============
 settings                                accuracy after cycle 1, 2, ...      time
 ======================================  ==================================  ============
-preset: 8 ch, 6 cycles, batch 256, k=2  44.8 67.5 80.9 85.2 90.2 91.5 %     484 s
-8 ch, 6 cycles, batch 256, k=1          48.9 68.7 79.7 89.7 91.7 92.6 %     712 s (*)
+preset: 8 ch, 6 cycles, batch 256, k=2  44.7 68.5 81.9 87.7 90.0 91.7 %     390 s
+8 ch, 6 cycles, batch 256, k=1          48.9 68.7 79.7 89.7 91.7 92.6 %     712 s
 8 ch, 7 cycles, batch 128, k=1          40.4 62.4 68.8 80.5 86.2 86.1 88.4  (loaded)
 16 ch, 2 cycles, batch 256, k=8         78.5 83.1 %                         ~14 min
 16 ch, 2 cycles, batch 256, k=16        73.6 82.5 %                         (loaded)
 ======================================  ==================================  ============
 
 k = trials per batch; "(loaded)": the machine ran other jobs, so no time is
-given; (*) before RSO cached a cycle's layer inputs in one pass over the pool
-(one cycle: 121 s then, 108 s now).  The preset's run, ``python examples/train_mnist.py``,
-took 8 min 5 s of wall clock in all (data, set-up, six evaluations,
-checkpoints).  For comparison, the issue's PyTorch run of Algorithm 1 at full
-width reached 72 / 92 % after 1 / 2 cycles at batch 256 in 665 s on 2 cores.
+given.  The rows below the preset were measured before two speed-ups (one
+pass over the pool per cycle for the layer-input caches; convolutions in
+cache-sized chunks).  They change float32 rounding, so accuracies now differ a
+little, and times drop: one cycle of the k=1 row took 121 s then and 88 s
+now.  The preset's run, ``python examples/train_mnist.py``, took 6 min 31 s of
+wall clock in all (data, set-up, six evaluations, checkpoints).  For
+comparison, the issue's PyTorch run of Algorithm 1 at full width reached
+72 / 92 % after 1 / 2 cycles at batch 256 in 665 s on 2 cores.
 
 Every ``--checkpoint-trials`` trials, at each cycle's end and on Ctrl-C /
 SIGTERM, the run is saved to ``--checkpoint`` (HDF5, crash-safe, previous

@@ -73,11 +73,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
       product per sample; the copy is small because C is;
     * otherwise (larger patches, or one output): no im2col copy.  For each
       tap (u, v) one matrix product of the tap's (O, C) slice with the padded
-      input viewed as (N, C, Hp*Wp), then the (u, v)-shifted, stride-subsampled window of that product is
-      added to the output.  On a CPU samples go in cache-sized chunks; the
-      temporary is one (chunk, O, Hp, Wp) buffer reused across taps.  With
-      stride s the product is computed at every position and s^2 - 1 of s^2
-      are discarded: simple, and the papers' nets use stride 1.
+      input viewed as (N, C, Hp*Wp), then the (u, v)-shifted, stride-
+      subsampled window of that product is added to the output.  On a CPU
+      samples go in cache-sized chunks; the temporary is one (chunk, O, Hp,
+      Wp) buffer reused across taps.  With stride s the product is computed
+      at every position and s^2 - 1 of s^2 are discarded: simple, and the
+      papers' nets use stride 1.
 
     Measured on 2 CPU cores, batch 256, 28x28, 3x3 kernels (chunked taps vs
     im2col): C = 1 -> O = 16: 61 vs 2.8 ms; C = 4 -> 16: 19 vs 8 ms; C = 8 -> 8:
