@@ -55,7 +55,9 @@ def pad2d(x, padding, value=0.0):
 def dense(x, weight, bias=None):
     """``y = x W^T + b``: x (N, I), weight (O, I), bias (O,) -> (N, O)."""
     y = x @ weight.T  # (N, O)
-    return y if bias is None else y + bias
+    if bias is not None:
+        y += bias  # in place: one (N, O) temporary fewer
+    return y
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):
