@@ -73,7 +73,10 @@ _SHOW_EVERY = 20  # progress-bar updates every this many trials / steps: a tqdm 
 
 
 class Trainer:
-    """Run ``optimizer`` (RSO, or AMC / Metropolis with ``steps``) on ``model``: see the module docstring."""
+    """Run ``optimizer`` (RSO, or AMC / Metropolis with ``steps``) on ``model``: see the module docstring.
+
+    ``checkpoint``: the HDF5 path to save to (its folder is created), or None / "" for none.
+    """
 
     def __init__(self, model, optimizer, *, steps=None, eval_data=None, train_eval_data=None, bn_data=None,
                  eval_every=1, checkpoint=None, checkpoint_every=1, checkpoint_every_trials=None, log_every=100,
@@ -97,7 +100,8 @@ class Trainer:
         self.model, self.optimizer = model, optimizer
         self.eval_data, self.train_eval_data, self.bn_data = eval_data, train_eval_data, bn_data
         self.eval_every = check_int("eval_every", eval_every, 1)
-        self.checkpoint_path = None if checkpoint is None else os.fspath(checkpoint)
+        # None or "" (a command line's --checkpoint '') mean: no checkpoints
+        self.checkpoint_path = os.fspath(checkpoint) if checkpoint is not None and os.fspath(checkpoint) else None
         self.checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
         self.progress, self.meta = bool(progress), dict(meta or {})
         self.loss_name, self._loss_fn = resolve_loss(loss)

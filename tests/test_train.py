@@ -335,3 +335,15 @@ def test_write_metrics_creates_folders_converts_numpy_and_leaves_no_temp(tmp_pat
     assert out == str(path)
     assert json.loads(path.read_text()) == {"acc": 0.75, "n": 3, "name": "x", "list": [1, 2.5]}
     assert sorted(p.name for p in path.parent.iterdir()) == ["m.json"]
+
+
+def test_empty_checkpoint_path_means_no_checkpoints(tmp_path, monkeypatch):
+    """``--checkpoint ''`` on an example's command line: train, save nothing, no crash."""
+    monkeypatch.chdir(tmp_path)
+    x = minirso.asarray(np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32))
+    y = minirso.asarray((np.arange(40) % 2).astype(np.int64))
+    net = models.mlp([3, 4, 2], seed=1)
+    opt = AMC(net.params, ModelLoss(net, x, y, "cross_entropy_mean"), sigma0=1e-2, seed=0)
+    trainer = Trainer(net, opt, steps=5, eval_data=(x, y), checkpoint="", progress=False)
+    trainer.fit()
+    assert trainer.checkpoint_path is None and opt.step_count == 5 and list(tmp_path.iterdir()) == []
