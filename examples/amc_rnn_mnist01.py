@@ -1,6 +1,6 @@
 """aMC trains a plain tanh RNN on long pixel sequences: MNIST 0s versus 1s, the aMC paper's Fig. 5 (sec. II D).
 
-Run:  python examples/amc_rnn_mnist01.py                  (7x7 images, 49-step sequences: ~3 minutes, 2 CPU cores)
+Run:  python examples/amc_rnn_mnist01.py                  (7x7 images, 49-step sequences: ~1 minute, 2 CPU cores)
       python examples/amc_rnn_mnist01.py --side 28 --steps 20000 --download   (784-step sequences as the paper; a GPU job)
       python examples/amc_rnn_mnist01.py --checkpoint runs/rnn.h5   (Ctrl-C saves; add --resume to continue)
       python examples/amc_rnn_mnist01.py --smoke --json out/rnn.json  (CI: a few seconds)
@@ -21,15 +21,15 @@ step draws a minibatch of 1,500 sequences and compares U(x) and U(x') on it.
 The paper does not say how the weights start; Kaiming here (``--init``).
 
 Defaults for a CPU: a forward pass over 1,500 sequences of 784 steps takes
-about 4 s on 2 cores, two per aMC step, so by default the images are averaged
+about 0.5 s on 2 cores, two per aMC step, so by default the images are averaged
 down to 7x7 (``--side 7``: 49-step sequences) before binarising; ``--side 14``
 gives 196 steps (4 times longer sequences: each aMC step costs about 4 times more), ``--side 28`` the paper's
 784.  Data: the 0s and 1s of the full MNIST when it is in ``--data-dir``
 (12,665 train / 2,115 test), else those of the bundled MNIST test set split
 (1,678 train / 437 held out; the minibatch then nearly covers them all).
 
-What to expect (measured with the defaults on the bundled split, seed 0, NumPy, OPENBLAS_NUM_THREADS=1,
-on a 2-core machine shared with other jobs: 189 s):
+What to expect (measured with the defaults on the bundled split, seed 0, NumPy, on a quiet 2-core
+machine: 48 s; the same numbers came out of an earlier RNN forward, in 189 s on a busy machine):
 
     step         100     200     300     400     500     600     700     800     900     1,000
     held-out     0.822   0.803   0.854   0.918   0.883   0.897   0.883   0.874   0.897   0.899
