@@ -269,15 +269,16 @@ def test_backward_sweep_forwards_the_pool_once_per_cycle_and_changes_nothing():
 
     class Counting(CachedEvaluator):
         def __init__(self, model, honour_keep):
-            super().__init__(model, chunk_size=16)  # 4 chunks: per-chunk BatchNorm statistics matter
-            self.honour_keep, self.from_input = honour_keep, 0
+            # 4 chunks: per-chunk BatchNorm statistics matter
+            super().__init__(model, chunk_size=16, hold_inputs=honour_keep)
+            self.from_input = 0
 
         def prepare(self, layer, x, y, keep=()):
             calls = []
             orig = self.model.layer_inputs
             self.model.layer_inputs = lambda a, l, c, start=0: calls.append(start) or orig(a, l, c, start=start)
             try:
-                super().prepare(layer, x, y, keep if self.honour_keep else ())
+                super().prepare(layer, x, y, keep)
             finally:
                 del self.model.layer_inputs
             self.from_input += calls.count(0)
