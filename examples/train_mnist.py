@@ -9,7 +9,7 @@ average pools, global average pooling, a 16 -> 10 dense layer).
 Run it::
 
     python examples/train_mnist.py                       # the preset for this machine (see below)
-    python examples/train_mnist.py --cycles 50 --batch-size 5000   # the paper's settings
+    python examples/train_mnist.py --cycles 50 --batch-size 5000 --channels 16   # the paper's settings
     python examples/train_mnist.py --resume              # continue an interrupted run (Ctrl-C saves)
     minirso inspect runs/mnist.h5                         # look at the checkpoint it wrote
 
@@ -21,42 +21,40 @@ Two presets, chosen by the backend:
   ``$MINIRSO_DATA`` or ``--data-dir``).
 * **CPU**: a quick preset for a laptop. Full MNIST is rarely there, and then
   the script trains on the bundled official MNIST test set, split 8,000
-  train / 2,000 held-out (it says so).  6 cycles of a narrower net in about
+  train / 2,000 held-out (it says so).  5 cycles of a narrower net in about
   7 minutes on 2 cores, about 92 % held-out: see below.
 
-The CPU preset (``CPU_PRESET``) makes two changes to the paper, both flags:
-
-* a narrower net, ``--channels 8`` (8 filters per conv instead of 16: 3,128
-  parameters instead of 12,016).  At the paper's width one cycle of
-  Algorithm 1 takes 7-12 minutes here even with the fast evaluator, and
-  two cycles (the most that could fit) reached only 83 % held-out;
-* ``--trials-per-batch 2``: two consecutive trials of a tensor share one
-  mini-batch.  The incremental evaluator (``evaluator="incremental"``) then
-  starts the second trial from the first one's activations instead of a
-  forward pass of the whole batch.
-
-The sigma schedule, visiting order and sampling are the paper's.  Measured
-on 2 CPU cores, bundled split, seed 72 (held-out accuracy after each cycle):
+The CPU preset (``CPU_PRESET``) is Algorithm 1 with the paper's sigma
+schedule, visiting order and sampling, a fresh mini-batch of 256 for every
+weight, 5 cycles, and ONE change: a narrower net, ``--channels 8`` (8
+filters per conv instead of 16: 3,128 parameters instead of 12,016).  At the
+paper's width one cycle takes 7-12 minutes here even with the fast
+(incremental) evaluator, and two cycles, the most that could fit, reached
+only 83 % held-out.  Measured on 2 CPU cores, bundled split, seed 72
+(held-out accuracy after each cycle):
 
 ======================================  ==================================  ============
 settings                                accuracy after cycle 1, 2, ...      time
 ======================================  ==================================  ============
-preset: 8 ch, 6 cycles, batch 256, k=2  44.7 68.5 81.9 87.7 90.0 91.7 %     390 s
-8 ch, 6 cycles, batch 256, k=1          48.9 68.7 79.7 89.7 91.7 92.6 %     712 s
+preset: 8 ch, 5 cycles, batch 256, k=1  51.7 67.1 86.0 90.3 92.6 %          433 s
+8 ch, 6 cycles, batch 256, k=2          44.7 68.5 81.9 87.7 90.0 91.7 %     390 s
+8 ch, 6 cycles, batch 256, k=1          48.9 68.7 79.7 89.7 91.7 92.6 %     712 s (*)
 8 ch, 7 cycles, batch 128, k=1          40.4 62.4 68.8 80.5 86.2 86.1 88.4  (loaded)
-16 ch, 2 cycles, batch 256, k=8         78.5 83.1 %                         ~14 min
+16 ch, 2 cycles, batch 256, k=8         78.5 83.1 %                         ~14 min (*)
 16 ch, 2 cycles, batch 256, k=16        73.6 82.5 %                         (loaded)
 ======================================  ==================================  ============
 
-k = trials per batch; "(loaded)": the machine ran other jobs, so no time is
-given.  The rows below the preset were measured before two speed-ups (one
-pass over the pool per cycle for the layer-input caches; convolutions in
-cache-sized chunks).  They change float32 rounding, so accuracies now differ a
-little, and times drop: one cycle of the k=1 row took 121 s then and 88 s
-now.  The preset's run, ``python examples/train_mnist.py``, took 6 min 31 s of
-wall clock in all (data, set-up, six evaluations, checkpoints).  For
-comparison, the issue's PyTorch run of Algorithm 1 at full width reached
-72 / 92 % after 1 / 2 cycles at batch 256 in 665 s on 2 cores.
+k = trials per batch (``--trials-per-batch``: k consecutive trials of a
+tensor share one mini-batch, and the incremental evaluator starts each from
+the previous one's activations; k = 1 is Algorithm 1).  "(loaded)": the
+machine ran other jobs, so no time is given.  The last four rows were
+measured before two speed-ups (one pass over the pool per cycle for the
+layer-input caches; convolutions in cache-sized chunks); (*) their times
+were then higher: one cycle of the 712 s row took 121 s then and 88 s now.
+The preset's run took 7 min 14 s of wall clock in all (data, set-up, five
+evaluations, checkpoints).  For comparison, the issue's PyTorch run of
+Algorithm 1 at full width reached 72 / 92 % after 1 / 2 cycles at batch 256
+in 665 s on 2 cores.
 
 Every ``--checkpoint-trials`` trials, at each cycle's end and on Ctrl-C /
 SIGTERM, the run is saved to ``--checkpoint`` (HDF5, crash-safe, previous
@@ -78,7 +76,7 @@ from minirso.optim import RSO
 from minirso.train import Trainer, write_metrics
 
 # measured on 2 CPU cores, bundled 8,000 / 2,000 split, seed 72: see the docstring
-CPU_PRESET = dict(cycles=6, batch_size=256, trials_per_batch=2, channels=8)
+CPU_PRESET = dict(cycles=5, batch_size=256, trials_per_batch=1, channels=8)
 GPU_PRESET = dict(cycles=50, batch_size=5000, trials_per_batch=1, channels=16)  # the paper's sec. 4.1
 SMOKE = dict(cycles=1, batch_size=32, trials_per_batch=4, channels=4)
 
