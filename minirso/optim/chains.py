@@ -37,7 +37,7 @@ import numpy
 from ..backend import get_array_module, to_numpy
 from ..nn import Dense, Flatten, Identity, LayerNorm, ReLU, Softmax, Tanh
 from ..random import normal
-from .amc import STREAM_PROPOSAL
+from .amc import AMC, STREAM_PROPOSAL
 from .base import Optimizer, check_int, check_positive, check_seed
 from .evaluate import resolve_loss
 
@@ -227,14 +227,7 @@ class AMCChains(Optimizer):
         self.step_count += 1
         return {"step": n, "loss": self.loss.copy(), "accepted": accept, "sigma": self.sigma.copy()}
 
-    def run(self, steps: int, callback=None) -> dict:
-        """``steps`` moves; ``callback(info)`` after each.  Returns the last step's info."""
-        info = None
-        for _ in range(check_int("steps", steps, 0)):
-            info = self.step()
-            if callback is not None:
-                callback(info)
-        return info
+    run = AMC.run  # ``steps`` moves, ``callback(info)`` after each: AMC's loop, which only calls step()
 
     @property
     def acceptance_rate(self):
