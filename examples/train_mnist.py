@@ -49,13 +49,13 @@ tensor share one mini-batch, and the incremental evaluator starts each from
 the previous one's activations; k = 1 is Algorithm 1).  "(loaded)": the
 machine ran other jobs, so no time is given.  The last four rows were
 measured before two speed-ups (one pass over the pool per cycle for the
-layer-input caches; convolutions in cache-sized chunks); (*) their times
-were then higher: one cycle of the 712 s row took 121 s then and 88 s now.
-The preset's run took 7 min 14 s of wall clock in all (data, set-up, five
-evaluations, checkpoints); the README's first command on a fresh clone (venv
-and install included) took 7 min 44 s and gave the same 92.60 %.  For comparison, the issue's PyTorch run of
-Algorithm 1 at full width reached 72 / 92 % after 1 / 2 cycles at batch 256
-in 665 s on 2 cores.
+layer-input caches; convolutions in cache-sized chunks), so the times marked
+(*) are from the slower code: one cycle of the 712 s row took 121 s then and
+takes 88 s now.  The preset's run took 7 min 14 s of wall clock in all (data,
+set-up, five evaluations, checkpoints); the README's first command on a fresh
+clone (venv and install included) took 7 min 44 s and gave the same 92.60 %.
+For comparison, the issue's PyTorch run of Algorithm 1 at full width reached
+72 / 92 % after 1 / 2 cycles at batch 256 in 665 s on 2 cores.
 
 Every ``--checkpoint-trials`` trials, at each cycle's end and on Ctrl-C /
 SIGTERM, the run is saved to ``--checkpoint`` (HDF5, crash-safe, previous
