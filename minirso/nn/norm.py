@@ -61,17 +61,22 @@ class _BatchNorm(Layer):
         x = self._check(x, self._ndims, self._expect.format(c=c), a1=c)
         xp = get_array_module(x)
         axes = (0,) + tuple(range(2, x.ndim))  # everything but the channel axis
+        count = x.size // c
         if self.training:
-            mean, var = x.mean(axis=axes), x.var(axis=axes)  # (C,), biased variance: what normalises
+            y, mean, var = F.batch_norm_train(x, self.gamma, self.beta, self.eps)  # (C,) batch statistics
             if self._estimate is not None:
                 self._estimate[0] = self._estimate[0] + x.sum(axis=axes, dtype=xp.float64)
                 self._estimate[1] = self._estimate[1] + (x.astype(xp.float64) ** 2).sum(axis=axes)
-                self._estimate[2] += x.size // c
-        else:
-            mean, var = self.running_mean, self.running_var
-        y, xhat = F.batch_norm(x, mean, var, self.gamma, self.beta, self.eps)
+                self._estimate[2] += count
+            if self.recording:
+                # sum of xhat^2 over a channel = sum (x - mean)^2 / (var + eps) = count var / (var + eps):
+                # exact, so the statistic needs no pass over xhat.
+                var64 = var.astype(xp.float64)
+                self._record("xhat", count * var64 / (var64 + self.eps), count)
+            return y
+        y, xhat = F.batch_norm(x, self.running_mean, self.running_var, self.gamma, self.beta, self.eps)
         if self.recording:
-            self._record("xhat", (xhat * xhat).sum(axis=axes, dtype=xp.float64), x.size // c)
+            self._record("xhat", (xhat * xhat).sum(axis=axes, dtype=xp.float64), count)
         return y
 
     def begin_estimate(self):

@@ -52,10 +52,8 @@ def _bn_channel(bn, a, c, gamma=None, beta=None):
     gamma = bn.gamma[c : c + 1] if gamma is None else xp.asarray([gamma], dtype=a.dtype)  # (1,)
     beta = bn.beta[c : c + 1] if beta is None else xp.asarray([beta], dtype=a.dtype)
     if bn.training:
-        axes = (0,) + tuple(range(2, a.ndim))
-        mean, var = a.mean(axis=axes), a.var(axis=axes)  # (1,) batch statistics of this channel
-    else:
-        mean, var = bn.running_mean[c : c + 1], bn.running_var[c : c + 1]
+        return F.batch_norm_train(a, gamma, beta, bn.eps)[0]  # this channel's own batch statistics
+    mean, var = bn.running_mean[c : c + 1], bn.running_var[c : c + 1]
     return F.batch_norm(a, mean, var, gamma, beta, bn.eps)[0]
 
 

@@ -212,9 +212,14 @@ def loop_gru(x, w_ih, w_hh, b_ih, b_hh):
         (2, 3, (3, 3), (2, 2), (1, 1), False),
         (3, 2, (2, 3), (1, 2), (2, 1), True),
         (2, 3, (1, 1), (1, 1), (0, 0), True),
-        # patches larger than 72 (C kh kw) take the tap-loop path of F.conv2d, the others im2col
+        # patches larger than 36 (C kh kw) take the row-strip path of F.conv2d at stride 1 with
+        # several outputs, the tap loop otherwise; smaller ones im2col
         (9, 3, (3, 3), (2, 1), (1, 0), True),
         (10, 2, (3, 3), (1, 1), (1, 1), False),
+        (8, 3, (3, 5), (1, 1), (2, 1), True),
+        (7, 4, (4, 2), (1, 1), (0, 1), False),
+        (40, 3, (1, 1), (1, 1), (0, 0), True),
+        (10, 1, (3, 3), (1, 1), (1, 1), False),
     ],
 )
 def test_conv2d_matches_loops(xp, rng, cin, cout, kernel, stride, padding, bias):
@@ -227,16 +232,29 @@ def test_conv2d_matches_loops(xp, rng, cin, cout, kernel, stride, padding, bias)
     close(out, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("stride, padding", [((1, 1), (1, 1)), ((2, 1), (0, 2))])
-def test_conv2d_im2col_and_tap_paths_agree(xp, rng, stride, padding):
-    """Both ways F.conv2d computes a convolution give the same numbers (float32 rounding)."""
-    for cin in (1, 5, 16):
+@pytest.mark.parametrize("stride, padding", [((1, 1), (1, 1)), ((2, 1), (0, 2)), ((1, 1), (2, 0))])
+def test_conv2d_im2col_tap_and_row_paths_agree(xp, rng, stride, padding):
+    """All ways F.conv2d computes a convolution give the same numbers (float32 rounding)."""
+    for cin, kernel in [(1, (3, 3)), (5, (3, 3)), (16, (3, 3)), (6, (2, 4))]:
         x = rand(xp, rng, (3, cin, 9, 7))
-        w = rand(xp, rng, (4, cin, 3, 3))
+        w = rand(xp, rng, (4, cin) + kernel)
         a = F._conv2d_im2col(x, w, stride, padding)
         b = F._conv2d_taps(x, w, stride, padding)
         assert a.shape == b.shape
         close(a, host(b), rtol=1e-5, atol=1e-5)
+        if stride == (1, 1):  # the row strips exist for stride 1 only
+            c = F._conv2d_rows(x, w, padding)
+            assert c.shape == b.shape
+            close(c, host(b), rtol=1e-5, atol=1e-5)
+
+
+def test_conv2d_rows_chunking_is_exact(rng):
+    """Row strips over cache-sized chunks give bit-identical results whatever the chunk (NumPy)."""
+    x = rng.standard_normal((7, 16, 11, 9)).astype(np.float32)
+    w = rng.standard_normal((5, 16, 3, 3)).astype(np.float32)
+    whole = F._conv2d_rows(x, w, (1, 1), budget=2**30)  # one chunk
+    for budget in (1, 17000, 25000):  # 1, 2 and 3 samples per chunk (8,294 floats each): partial last chunks
+        np.testing.assert_array_equal(F._conv2d_rows(x, w, (1, 1), budget=budget), whole)
 
 
 @pytest.mark.parametrize("mode", ["avg", "max"])
@@ -888,3 +906,21 @@ def test_foreign_array_types_get_a_value_error():
         mnn.ReLU(name="a")(torch.zeros(2, 3))
     with pytest.raises(ValueError, match=r"Dense 'fc'.*\(N, 3\).*list"):
         mnn.Dense(3, 2, name="fc")([[1.0, 2.0, 3.0]])
+
+
+@pytest.mark.parametrize("shape", [(24, 3, 12, 12), (256, 16, 7, 7), (7, 5, 3, 3), (30, 4), (9, 6, 11)])
+def test_batch_norm_train_one_channel_alone_is_bit_identical(rng, shape):
+    """F.batch_norm_train of channel c alone gives bit for bit what channel c gets among all channels:
+    RSO's incremental evaluator recomputes one channel and must match the full layer exactly (NumPy)."""
+    x = (rng.standard_normal(shape) * 2 + 0.3).astype(np.float32)
+    g = rng.standard_normal(shape[1]).astype(np.float32)
+    b = rng.standard_normal(shape[1]).astype(np.float32)
+    full, mean, var = F.batch_norm_train(x, g, b, 1e-5)
+    axes = (0,) + tuple(range(2, x.ndim))
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(mean, x64.mean(axis=axes), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(var, x64.var(axis=axes), rtol=1e-5)
+    for c in range(shape[1]):
+        for xc in (x[:, c : c + 1], np.ascontiguousarray(x[:, c : c + 1])):  # a strided view and a copy
+            one = F.batch_norm_train(xc, g[c : c + 1], b[c : c + 1], 1e-5)[0]
+            np.testing.assert_array_equal(one, full[:, c : c + 1])

@@ -14,6 +14,7 @@ import minirso
 from minirso import nn as mnn
 from minirso.models import rso_cifar, rso_mnist
 from minirso.optim import RSO, CachedEvaluator, IncrementalEvaluator
+from minirso.optim.rso import decide
 
 
 def data(n, shape, classes, seed=0):
@@ -108,17 +109,46 @@ def run_rso(model_fn, evaluator, x, y, **kw):
     return model, log, opt
 
 
+class Lockstep(CachedEvaluator):
+    """The plain evaluator, which also asks the incremental one every question on the same parameters.
+
+    RSO follows the plain losses, so one float32 tie decided differently cannot send the two
+    evaluators down different paths for the rest of the run: every trial is compared.
+    """
+
+    def __init__(self, model):
+        super().__init__(model, "cross_entropy")
+        self.inc = IncrementalEvaluator(model, "cross_entropy")
+        self.pairs = []
+
+    def prepare(self, layer, x, y, keep=()):
+        super().prepare(layer, x, y, keep)
+        self.inc.prepare(layer, x, y, keep)
+
+    def losses(self, sl, cands, rows):
+        plain = super().losses(sl, cands, rows)
+        self.pairs.append((plain, self.inc.losses(sl, cands, rows)))
+        return plain
+
+
 @pytest.mark.parametrize("trials_per_batch", [1, 5])
 def test_rso_decisions_equal_plain(trials_per_batch):
-    """Two cycles of the paper's net (width 3): every decision and the final weights agree."""
+    """Two cycles of the paper's net (width 3): every trial's losses agree, and so does every decision
+    that is not a float32 tie (the plain losses of the two winners within 1e-6 of each other)."""
     x, y = data(96, (1, 12, 12), 10, seed=9)
-    kw = dict(cycles=2, batch_size=24, seed=13, trials_per_batch=trials_per_batch)
-    mp, lp, _ = run_rso(lambda: rso_mnist(seed=8, channels=3), "plain", x, y, **kw)
-    mi, li, opt = run_rso(lambda: rso_mnist(seed=8, channels=3), "incremental", x, y, **kw)
-    assert [t["decision"] for t in lp] == [t["decision"] for t in li]
-    np.testing.assert_allclose([t["loss"] for t in li], [t["loss"] for t in lp], rtol=1e-5)
-    assert np.array_equal(minirso.to_numpy(mp.params), minirso.to_numpy(mi.params))
-    st = opt.evaluator.stats
+    model = rso_mnist(seed=8, channels=3)
+    ev = Lockstep(model)
+    RSO(model, x, y, cycles=2, batch_size=24, seed=13, trials_per_batch=trials_per_batch, evaluator=ev).run()
+    assert len(ev.pairs) == 2 * model.num_params
+    ties = 0
+    for plain, inc in ev.pairs:
+        np.testing.assert_allclose(inc, plain, rtol=2e-6)
+        bp, bi = decide(plain)[0], decide(inc)[0]
+        if bp != bi:
+            assert abs(plain[bp] - plain[bi]) <= 1e-6 * abs(plain[bp]), (plain, inc)
+            ties += 1
+    assert ties <= 0.01 * len(ev.pairs)  # ties are rare; a wrong update would flip far more than 1 %
+    st = ev.inc.stats
     assert st["plain"] == 0
     if trials_per_batch == 1:
         assert st["reused"] == 0  # a fresh batch every trial: nothing to reuse
