@@ -135,7 +135,7 @@ class LayerNorm(Layer):
         x = self._check(x, None, expect)
         if x.ndim < d + 1 or tuple(x.shape[-d:]) != self.normalized_shape:
             raise ValueError(f"{self._label()}: expected input of shape {expect}, got {tuple(x.shape)}")
-        y, xhat = F.layer_norm(x, self.gamma, self.beta, self.eps)
+        y, xhat = F.layer_norm(x, self.gamma, self.beta, self.eps, return_xhat=self.recording)
         if self.recording:
             xp = get_array_module(x)
             lead = tuple(range(x.ndim - d))

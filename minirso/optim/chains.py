@@ -36,6 +36,7 @@ import numpy
 
 from ..backend import get_array_module, to_numpy
 from ..nn import Dense, Flatten, Identity, LayerNorm, ReLU, Softmax, Tanh
+from ..nn import functional as F
 from ..random import normal
 from .amc import AMC, STREAM_PROPOSAL
 from .base import Optimizer, check_int, check_positive, check_seed
@@ -120,13 +121,12 @@ class ChainsLoss:
 
 
 def _layer_norm_chains(h, gamma, beta, eps, d):
-    """LayerNorm over the trailing ``d`` axes of h (K, N, ..., *shape), the same operations as
-    :func:`minirso.nn.functional.layer_norm`; gamma, beta (K, 1, ..., *shape) broadcast over N."""
-    axes = tuple(range(h.ndim - d, h.ndim))
-    mean = h.mean(axis=axes, keepdims=True)
-    hc = h - mean
-    var = (hc * hc).mean(axis=axes, keepdims=True)  # biased, as F.layer_norm
-    return hc * (1.0 / get_array_module(h).sqrt(var + eps)) * gamma + beta
+    """LayerNorm over the trailing ``d`` axes of h (K, N, ..., *shape), with the same xhat as
+    :func:`minirso.nn.functional.layer_norm` (row by row); gamma, beta (K, 1, ..., *shape) broadcast over N."""
+    y = F.standardize(h, d, eps)  # (K, N, ..., *shape)
+    y *= gamma
+    y += beta
+    return y
 
 
 class AMCChains(Optimizer):
