@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy
 
+from . import kernels
 from .backend import get_array_module, xp as _active_xp
 
 __all__ = ["philox4x32", "random_bits", "uniform", "integers", "normal", "STREAM_INIT"]
@@ -122,6 +123,10 @@ def normal(seed: int, stream: int, offset: int, n: int, xp=None, dtype=numpy.flo
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     _check_u64("offset", offset)
+    if kernels.enabled(xp):  # GPU: the same arithmetic in one fused kernel (minirso.kernels)
+        z = kernels.normal(_check_u64("seed", seed), _check_u64("stream", stream), offset, n, xp, dtype)
+        if z is not None:
+            return z
     u = uniform(seed, stream, 2 * offset, 2 * n, xp).reshape(n, 2)  # (n, 2)
     z = xp.sqrt(-2.0 * xp.log(u[:, 0])) * xp.cos(2.0 * numpy.pi * u[:, 1])
     return z.astype(dtype, copy=False)

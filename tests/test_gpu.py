@@ -113,3 +113,46 @@ def test_amc_trajectory_agrees_on_both_backends():
     assert same[:50].all() and same.mean() > 0.97 and 0 < np.sum(runs["cpu"]) < 200
     if same.all():  # one flipped near-tie sends the chains apart; otherwise they stay together
         np.testing.assert_allclose(minirso.to_numpy(gpu.params), cpu.params, rtol=1e-3, atol=1e-4)
+
+
+def test_fused_kernels_equal_the_plain_path(monkeypatch):
+    """minirso.kernels on CuPy: one-launch normals and aMC proposals (one chain, with and without
+    lambda; K chains) against the plain array code on the same device and against NumPy."""
+    import cupy
+
+    from minirso import kernels
+    from minirso import random as mr
+    from minirso.optim import AMC, AMCChains
+
+    def both(fn):
+        monkeypatch.setenv("MINIRSO_FUSED", "1")
+        fused = cupy.asnumpy(fn())
+        assert kernels.status() == "on", kernels.status()  # the kernel compiled and ran
+        monkeypatch.setenv("MINIRSO_FUSED", "0")
+        plain = cupy.asnumpy(fn())
+        monkeypatch.setenv("MINIRSO_FUSED", "1")
+        # CUDA's float64 log / cos against CuPy's: equal up to a last bit that rarely survives float32
+        np.testing.assert_allclose(fused, plain, rtol=1e-6, atol=1e-9)
+        assert np.mean(fused == plain) > 0.99
+        return fused
+
+    z = both(lambda: mr.normal(2**40 + 3, 5, 17, 100003, cupy))
+    np.testing.assert_allclose(z, mr.normal(2**40 + 3, 5, 17, 100003, np), rtol=2e-7, atol=1e-7)
+
+    r = np.random.default_rng(8)
+    p = cupy.asarray(r.normal(size=13002).astype(np.float32))
+    opt = AMC(p, lambda q: float(((q - 0.3) ** 2).sum()), sigma0=1e-2, epsilon=0.1, n_s=5, seed=2**63 + 9)
+    for _ in range(20):
+        opt.step()
+    assert float(cupy.abs(opt.mu).max()) > 0  # a nonzero mu is part of what is checked
+    both(lambda: opt.proposal(opt.step_count))
+    opt.lam = cupy.asarray(r.uniform(0.5, 2.0, 13002).astype(np.float32))  # signal norm's lambda_i
+    both(lambda: opt.proposal(opt.step_count))
+
+    k = 6
+    chains = AMCChains(cupy.asarray(r.normal(size=(k, 1001)).astype(np.float32)),
+                       lambda q: ((q - 0.3) ** 2).sum(axis=1), seeds=[3, 2**63 + 1, 5, 0, 77, 12], sigma0=1e-2,
+                       epsilon=0.1, n_s=3)
+    for _ in range(20):
+        chains.step()
+    both(lambda: chains.proposal(chains.step_count))

@@ -35,6 +35,7 @@ import numbers
 
 import numpy
 
+from .. import kernels
 from ..backend import get_array_module
 from ..random import integers, normal, uniform
 from .base import Optimizer, check_int, check_positive, check_seed
@@ -139,8 +140,13 @@ class AMC(Optimizer):
     def proposal(self, step: int):
         """eps of step ``step`` (eq. 9): ``mu + lambda sigma z``, z the step's standard normals. (P,)"""
         hp, p = self.hyperparameters, self.params
-        z = normal(hp["seed"], STREAM_PROPOSAL, step * p.size, p.size, get_array_module(p), dtype=p.dtype)  # (P,)
+        xp = get_array_module(p)
         scale = self.sigma if self.lam is None else self.lam * p.dtype.type(self.sigma)  # (P,) or scalar
+        if kernels.enabled(xp):  # GPU: normals, scale and mu in ONE kernel instead of ~100 (minirso.kernels)
+            eps = kernels.amc_proposal(self.mu, scale, hp["seed"], STREAM_PROPOSAL, step * p.size)
+            if eps is not None:
+                return eps
+        z = normal(hp["seed"], STREAM_PROPOSAL, step * p.size, p.size, xp, dtype=p.dtype)  # (P,)
         return self.mu + scale * z  # one elementwise expression over the whole flat buffer
 
     def step(self) -> dict:

@@ -34,6 +34,7 @@ import math
 
 import numpy
 
+from .. import kernels
 from ..backend import get_array_module, to_numpy
 from ..nn import Dense, Flatten, Identity, LayerNorm, ReLU, Softmax, Tanh
 from ..nn import functional as F
@@ -189,9 +190,14 @@ class AMCChains(Optimizer):
         """eps (K, P) of step ``step``: row k is ``mu_k + sigma_k z_k`` with chain k's normals (eq. 9)."""
         p = self.params
         xp, (k, n) = get_array_module(p), p.shape
+        scale = xp.asarray(self.sigma.astype(p.dtype))[:, None]  # (K, 1): sigma rounded as AMC's sigma * z
+        if kernels.enabled(xp):  # GPU: all K chains' normals and moves in ONE kernel (minirso.kernels)
+            seeds = xp.asarray(numpy.array(self.hyperparameters["seeds"], dtype=numpy.uint64))[:, None]  # (K, 1)
+            eps = kernels.amc_proposal(self.mu, scale, seeds, STREAM_PROPOSAL, step * n)
+            if eps is not None:
+                return eps
         z = xp.stack([normal(s, STREAM_PROPOSAL, step * n, n, xp, dtype=p.dtype)
                       for s in self.hyperparameters["seeds"]])  # (K, P)
-        scale = xp.asarray(self.sigma.astype(p.dtype))[:, None]  # (K, 1): sigma rounded as AMC's sigma * z
         return self.mu + scale * z
 
     def _losses(self, params):

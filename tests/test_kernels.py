@@ -1,0 +1,175 @@
+"""The fused GPU kernels' source (minirso.kernels), compiled for the host CPU, against the plain array code.
+
+The kernel text is C that is also CUDA C, so the host C compiler builds the SAME source into a
+small library (with the kernel's loop body pasted into a C loop, as CuPy pastes it into a CUDA
+one) and the arithmetic is checked here without a GPU: Philox words bit for bit against
+``minirso.random.random_bits``, normals against ``minirso.random.normal`` (equal up to the last
+bit of the C library's float64 log / cos against NumPy's), the aMC proposal bit for bit against
+the plain ``mu + scale * z`` given the same normals, for one chain and for K chains.  What needs
+a device (CuPy's launch, NVRTC) is in tests/test_gpu.py.
+"""
+
+import ctypes
+import shutil
+import subprocess
+import warnings
+
+import numpy as np
+import pytest
+
+from minirso import kernels
+from minirso import random as mr
+
+HARNESS = r"""
+#include <math.h>
+#include <stdint.h>
+%(philox)s
+
+void words(uint64_t seed, uint64_t stream, uint64_t offset, int64_t count, uint32_t *out_)
+{
+    for (int64_t k = 0; k < count; ++k) out_[k] = minirso_word(seed, stream, offset + (uint64_t)k);
+}
+
+void normals(uint64_t seed, uint64_t stream, uint64_t offset, int64_t count, float *out_)
+{
+    typedef float T;
+    for (long long i = 0; i < count; ++i) { T z; %(normal_op)s out_[i] = z; }
+}
+
+void proposal_scalar(const float *mu_, double scale_, uint64_t seed, uint64_t stream, uint64_t offset,
+                     int64_t rows, int64_t row_len, float *out_)
+{
+    typedef float T; typedef double S;
+    for (long long i = 0; i < rows * row_len; ++i) {
+        T mu = mu_[i]; S scale = scale_; T eps;
+        %(proposal_op)s
+        out_[i] = eps;
+    }
+}
+
+void proposal_arrays(const float *mu_, const float *scale_, int scale_per_row, const uint64_t *seeds_,
+                     uint64_t stream, uint64_t offset, int64_t rows, int64_t row_len, float *out_)
+{
+    typedef float T; typedef float S;
+    for (long long i = 0; i < rows * row_len; ++i) {
+        T mu = mu_[i]; S scale = scale_per_row ? scale_[i / row_len] : scale_[i %% row_len];
+        unsigned long long seed = seeds_[i / row_len]; T eps;
+        %(proposal_op)s
+        out_[i] = eps;
+    }
+}
+"""
+
+U64, I64, F64, P = ctypes.c_uint64, ctypes.c_int64, ctypes.c_double, ctypes.c_void_p
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        pytest.skip("no host C compiler to build the kernel source")
+    d = tmp_path_factory.mktemp("kernels")
+    src = d / "kernels.c"
+    src.write_text(HARNESS % {"philox": kernels.PHILOX_SOURCE, "normal_op": kernels.NORMAL_OPERATION,
+                              "proposal_op": kernels.PROPOSAL_OPERATION})
+    so = d / "kernels.so"
+    # -ffp-contract=off: no fused multiply-add, as the GPU kernel is built with --fmad=false
+    subprocess.run([cc, "-O2", "-std=c99", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(so), str(src), "-lm"],
+                   check=True, capture_output=True)
+    lib = ctypes.CDLL(str(so))
+    lib.words.argtypes = [U64, U64, U64, I64, P]
+    lib.normals.argtypes = [U64, U64, U64, I64, P]
+    lib.proposal_scalar.argtypes = [P, F64, U64, U64, U64, I64, I64, P]
+    lib.proposal_arrays.argtypes = [P, P, ctypes.c_int, P, U64, U64, I64, I64, P]
+    return lib
+
+
+def ptr(a):
+    return a.ctypes.data_as(P)
+
+
+def c_words(lib, seed, stream, offset, n):
+    out = np.empty(n, np.uint32)
+    lib.words(seed, stream, offset, n, ptr(out))
+    return out
+
+
+def c_normals(lib, seed, stream, offset, n):
+    out = np.empty(n, np.float32)
+    lib.normals(seed, stream, offset, n, ptr(out))
+    return out
+
+
+# seeds and streams above 2^32 and 2^63, offsets that cross a block and the 2^32 counter boundary
+CASES = [(0, 0, 0), (7, 1, 3), (2**63 + 12345, 2**33 + 5, 2**32 - 3), (123456789, 4, 2**40 + 7)]
+
+
+@pytest.mark.parametrize("seed, stream, offset", CASES)
+def test_philox_words_bit_identical(lib, seed, stream, offset):
+    np.testing.assert_array_equal(c_words(lib, seed, stream, offset, 1001), mr.random_bits(seed, stream, offset, 1001, np))
+
+
+def test_philox_known_answer(lib):
+    """Random123's kat_vectors for philox4x32-10, counter = key = 0: 6627e8d5 e169c58d bc57ac4c 9b00dbd8."""
+    np.testing.assert_array_equal(c_words(lib, 0, 0, 0, 4), np.array([0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8],
+                                                                      np.uint32))
+
+
+@pytest.mark.parametrize("seed, stream, offset", CASES)
+def test_normals_match_random_normal(lib, seed, stream, offset):
+    n = 20001
+    c = c_normals(lib, seed, stream, offset, n)
+    ref = mr.normal(seed, stream, offset, n, np, dtype=np.float32)
+    # the same float64 formula; the C library's log / cos and NumPy's may differ in the last bit,
+    # which survives the rounding to float32 only rarely
+    np.testing.assert_allclose(c, ref, rtol=2e-7, atol=1e-7)
+    assert np.mean(c == ref) > 0.99
+    assert abs(float(c.mean())) < 0.03 and abs(float(c.std()) - 1) < 0.03  # and they are standard normals
+
+
+def test_amc_proposal_one_chain(lib):
+    """Scalar sigma and a lambda * sigma array: bit for bit the plain mu + scale * z of the same normals."""
+    r = np.random.default_rng(3)
+    p, seed, stream, offset = 5003, 2**40 + 9, 11, 7 * 5003
+    mu = (r.standard_normal(p) * 1e-3).astype(np.float32)
+    z = c_normals(lib, seed, stream, offset, p)
+    out = np.empty(p, np.float32)
+    sigma = 0.0123
+    lib.proposal_scalar(ptr(mu), sigma, seed, stream, offset, 1, p, ptr(out))
+    np.testing.assert_array_equal(out, mu + sigma * z)  # NumPy 2: the Python float is rounded to float32 first
+    scale = (r.uniform(0.5, 2.0, p) * np.float32(sigma)).astype(np.float32)  # lambda_i sigma
+    seeds = np.array([seed], np.uint64)
+    lib.proposal_arrays(ptr(mu), ptr(scale), 0, ptr(seeds), stream, offset, 1, p, ptr(out))
+    np.testing.assert_array_equal(out, mu + scale * z)
+
+
+def test_amc_proposal_k_chains(lib):
+    """K rows, each with its own seed and sigma, counting from the same offset: AMCChains' plain proposal."""
+    r = np.random.default_rng(4)
+    k, p, stream, offset = 5, 777, 11, 3 * 777
+    seeds = np.array([5, 2**63 + 1, 17, 0, 99], np.uint64)
+    mu = (r.standard_normal((k, p)) * 1e-3).astype(np.float32)
+    sigma = r.uniform(1e-4, 1e-2, k).astype(np.float32)
+    out = np.empty((k, p), np.float32)
+    lib.proposal_arrays(ptr(mu), ptr(sigma), 1, ptr(seeds), stream, offset, k, p, ptr(out))
+    z = np.stack([c_normals(lib, int(s), stream, offset, p) for s in seeds])
+    np.testing.assert_array_equal(out, mu + sigma[:, None] * z)
+    ref = mu + sigma[:, None] * np.stack([mr.normal(int(s), stream, offset, p, np) for s in seeds])
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-9)
+
+
+def test_failed_kernel_falls_back_with_one_warning(monkeypatch):
+    """A kernel that cannot be built (here: NumPy has no ElementwiseKernel) warns and switches the fast path off."""
+    monkeypatch.setitem(kernels._STATE, "failed", None)
+    monkeypatch.setitem(kernels._STATE, "kernels", {})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert kernels.amc_proposal(np.zeros(4, np.float32), 0.1, 3, 1, 0) is None
+    assert len(caught) == 1 and "plain array code" in str(caught[0].message)
+    assert kernels.status().startswith("failed: AttributeError")
+    assert not kernels.enabled(object())  # failed: no backend uses it any more
+    monkeypatch.setitem(kernels._STATE, "failed", None)
+    monkeypatch.setenv("MINIRSO_FUSED", "0")
+    assert kernels.status() == "off (MINIRSO_FUSED=0)" and not kernels.enabled(object())
+    monkeypatch.setenv("MINIRSO_FUSED", "1")
+    assert kernels.status() == "on" and kernels.enabled(object()) and not kernels.enabled(np)
