@@ -164,6 +164,11 @@ def main(argv=None):
         results["rnn"] = rnn_bench.run(ctx, pk)
         rows += results["rnn"]["rows"]
     results["rows"] = rows
+    if ctx.gpu:  # whether minirso's fused GPU kernels ran (or failed and left the plain array code)
+        from minirso import kernels
+
+        info["fused_kernels"] = kernels.status()
+        ctx.note(f"minirso fused GPU kernels (minirso.kernels: Philox normals, aMC proposal): {kernels.status()}")
     results["notes"] = ctx.notes
     results["wall_s"] = time.perf_counter() - t0
     for r in rows:
