@@ -3,8 +3,9 @@
 The independent truth is :class:`CachedEvaluator`: a full ``forward(start=layer)``
 per candidate.  Every supported kind of parameter (conv weight / bias with
 stride and padding, dense weight / bias, BatchNorm gamma / beta in both modes)
-is checked on asymmetric random data, and whole RSO runs are compared decision
-by decision.
+is checked on asymmetric random data, and whole RSO runs are compared trial by
+trial (both evaluators in lockstep; decisions agree wherever the losses are not a
+float32 tie).
 """
 
 import numpy as np
