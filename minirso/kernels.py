@@ -24,7 +24,9 @@ uint32 words bit for bit, the normals up to the last bit of libm's float64
 ``tests/test_gpu.py`` checks the CuPy launch against the plain path on a
 device.  Contraction of ``a + b * c`` into a fused multiply-add would round
 differently from NumPy, so the kernel is compiled with ``--fmad=false`` (and
-the host test with ``-ffp-contract=off``).
+the host test with ``-ffp-contract=off``).  CuPy compiles every kernel, its
+own included, with ``-ftz=true``: float32 results below 1.2e-38 flush to 0 on
+the GPU, on the fused and the plain path alike.
 
 If a kernel fails to compile on some CUDA set-up, the first call warns once
 and the plain path is used from then on (``status()`` says which).
@@ -43,7 +45,7 @@ __all__ = ["PHILOX_SOURCE", "PROPOSAL_OPERATION", "NORMAL_OPERATION", "enabled",
 
 PHILOX_SOURCE = r"""
 /* Philox4x32-10 (Salmon et al. 2011) and the Box-Muller map of minirso.random, in C that is also CUDA C. */
-#ifdef __CUDACC_RTC__
+#if defined(__CUDACC_RTC__) || defined(__HIPCC_RTC__)
 #define MINIRSO_FN __device__ __forceinline__
 #else
 #define MINIRSO_FN static inline
@@ -112,15 +114,25 @@ def status() -> str:
     return "off (MINIRSO_FUSED=0)" if os.environ.get("MINIRSO_FUSED", "1") == "0" else "on"
 
 
+# Parameter lists.  A type placeholder (T, S) is bound only by ARRAY arguments in CuPy, so a Python
+# float sigma needs its own kernel with a concrete float64 scale; (T)scale then rounds it to float32
+# exactly as NumPy 2 rounds a Python float multiplying a float32 array.
+_PARAMS = {
+    "proposal": ("T mu, S scale, uint64 seed, uint64 stream, uint64 offset, int64 row_len", "T eps", PROPOSAL_OPERATION),
+    "proposal_scalar": ("T mu, float64 scale, uint64 seed, uint64 stream, uint64 offset, int64 row_len", "T eps",
+                        PROPOSAL_OPERATION),
+    "normal": ("uint64 seed, uint64 stream, uint64 offset", "T z", NORMAL_OPERATION),
+}
+
+
 def _kernel(xp, name):
     key = (id(xp), name)
     if key not in _STATE["kernels"]:
-        if name == "proposal":
-            params = ("T mu, S scale, uint64 seed, uint64 stream, uint64 offset, int64 row_len", "T eps", PROPOSAL_OPERATION)
-        else:
-            params = ("uint64 seed, uint64 stream, uint64 offset", "T z", NORMAL_OPERATION)
-        _STATE["kernels"][key] = xp.ElementwiseKernel(*params, f"minirso_{name}", preamble=PHILOX_SOURCE,
-                                                      options=("--fmad=false",))
+        # no fused multiply-add: mu + scale * z rounds twice, as the array code does (an NVRTC flag; not on HIP)
+        hip = getattr(getattr(getattr(xp, "cuda", None), "runtime", None), "is_hip", False)
+        options = () if hip else ("--fmad=false",)
+        _STATE["kernels"][key] = xp.ElementwiseKernel(*_PARAMS[name], f"minirso_{name}", preamble=PHILOX_SOURCE,
+                                                      options=options)
     return _STATE["kernels"][key]
 
 
@@ -145,7 +157,10 @@ def amc_proposal(mu, scale, seed, stream: int, offset: int):
     """
     xp = get_array_module(mu)
     n = mu.shape[-1]
-    seed = numpy.uint64(seed) if isinstance(seed, (int, numpy.integer)) else seed
+    seed = numpy.uint64(seed) if isinstance(seed, (int, numpy.integer)) else seed.astype(numpy.uint64, copy=False)
+    if isinstance(scale, (int, float, numpy.integer, numpy.floating)):  # a scalar sigma (no signal norm)
+        return _launch(xp, "proposal_scalar", mu, float(scale), seed, numpy.uint64(stream), numpy.uint64(offset),
+                       numpy.int64(n))
     return _launch(xp, "proposal", mu, scale, seed, numpy.uint64(stream), numpy.uint64(offset), numpy.int64(n))
 
 

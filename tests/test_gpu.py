@@ -78,7 +78,8 @@ def _tiny_digits(n=64):
     return x, r.integers(0, 10, size=n).astype(np.int64)
 
 
-def test_rso_decisions_agree_on_both_backends():
+@pytest.mark.parametrize("evaluator", ["plain", "incremental"])
+def test_rso_decisions_agree_on_both_backends(evaluator):
     """One RSO cycle on the paper's net at width 2: the same random numbers drive the same decisions.
 
     float32 losses differ by rounding between cuBLAS and NumPy, so a near-tie may flip; almost all agree.
@@ -90,7 +91,7 @@ def test_rso_decisions_agree_on_both_backends():
     decisions = {}
     for name, model, xs, ys in (("gpu", gpu, minirso.asarray(x), minirso.asarray(y)), ("cpu", cpu, x, y)):
         got = decisions[name] = []
-        RSO(model, xs, ys, cycles=1, batch_size=16, seed=3,
+        RSO(model, xs, ys, cycles=1, batch_size=16, seed=3, evaluator=evaluator,
             callback=lambda ev, info, got=got: got.append(info["decision"]) if ev == "trial" else None).run()
     agree = np.mean([a == b for a, b in zip(decisions["gpu"], decisions["cpu"])])
     assert len(decisions["gpu"]) == cpu.num_params and agree > 0.97

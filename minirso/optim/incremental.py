@@ -118,7 +118,7 @@ class IncrementalEvaluator(CachedEvaluator):
         else:
             self.stats["reused"] += 1
         yb = self.labels[rows]
-        w = params.dtype.type(params[i])  # host sync: the current value
+        w = params.dtype.type(float(params[i]))  # host sync: the current value (float(): CuPy forbids numpy.float32(device array))
         values = to_numpy(candidates)[:, 0].astype(params.dtype)  # (K,)
         out = numpy.empty(len(values))
         trails = []
@@ -156,7 +156,7 @@ class IncrementalEvaluator(CachedEvaluator):
         diff = to_numpy(params != kept["params"]).nonzero()[0]  # host sync
         if diff.size > 1 or (diff.size == 1 and diff[0] != kept["i"]):
             return None, None
-        v = params.dtype.type(params[kept["i"]])
+        v = params.dtype.type(float(params[kept["i"]]))  # host sync
         match = numpy.flatnonzero(kept["values"] == v)
         if match.size == 0:
             return None, None
