@@ -66,13 +66,20 @@ def philox4x32(c0, c1, c2, c3, k0: int, k1: int, rounds: int = 10):
     return c0, c1, c2, c3
 
 
-def random_bits(seed: int, stream: int, offset: int, n: int, xp=None):
-    """``n`` uint32 words: words ``offset .. offset+n-1`` of the (seed, stream) sequence."""
-    seed, stream, offset = _check_u64("seed", seed), _check_u64("stream", stream), _check_u64("offset", offset)
+def _check_words(offset, n):
+    """Words ``offset .. offset+n-1`` must lie in the sequence: 0 <= offset, n >= 0, offset + n <= 2**64."""
+    offset = _check_u64("offset", offset)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     if offset + n > _U64 + 1:
         raise ValueError(f"offset + n must be <= 2**64 (the sequence's length), got {offset} + {n}")
+    return offset
+
+
+def random_bits(seed: int, stream: int, offset: int, n: int, xp=None):
+    """``n`` uint32 words: words ``offset .. offset+n-1`` of the (seed, stream) sequence."""
+    seed, stream = _check_u64("seed", seed), _check_u64("stream", stream)
+    offset = _check_words(offset, n)
     xp = xp or _active_xp()
     first, last = offset // 4, (offset + n + 3) // 4  # blocks covering the requested words
     block = xp.arange(first, max(last, first + 1), dtype=xp.uint64)  # (B,)
@@ -124,6 +131,7 @@ def normal(seed: int, stream: int, offset: int, n: int, xp=None, dtype=numpy.flo
         raise ValueError(f"n must be >= 0, got {n}")
     _check_u64("offset", offset)
     if kernels.enabled(xp):  # GPU: the same arithmetic in one fused kernel (minirso.kernels)
+        _check_words(2 * offset, 2 * n)  # the words the plain path reads, with its errors
         z = kernels.normal(_check_u64("seed", seed), _check_u64("stream", stream), offset, n, xp, dtype)
         if z is not None:
             return z
