@@ -28,6 +28,16 @@ the host test with ``-ffp-contract=off``).  CuPy compiles every kernel, its
 own included, with ``-ftz=true``: float32 results below 1.2e-38 flush to 0 on
 the GPU, on the fused and the plain path alike.
 
+A third kernel runs a whole tanh RNN layer in ONE launch (issue 5: "a
+persistent RNN kernel that keeps the hidden state on chip"): the plain layer
+(``minirso.nn.recurrent.RNN``) makes one matrix product and a few elementwise
+operations per time step, about 5 launches x 784 steps per layer on a GPU.
+Here each thread block owns a few sequences, keeps W_ih^T, W_hh^T and their
+hidden states in shared memory, and walks all T steps, one barrier per step.
+Its source uses a handful of macros (``MINIRSO_SYNC`` ...) so that the tests
+can run the SAME text on the CPU with one POSIX thread per CUDA thread and a
+barrier for ``__syncthreads`` (``tests/test_kernels.py``).
+
 If a kernel fails to compile on some CUDA set-up, the first call warns once
 and the plain path is used from then on (``status()`` says which).
 """
@@ -41,7 +51,8 @@ import numpy
 
 from .backend import get_array_module
 
-__all__ = ["PHILOX_SOURCE", "PROPOSAL_OPERATION", "NORMAL_OPERATION", "enabled", "status", "amc_proposal", "normal"]
+__all__ = ["PHILOX_SOURCE", "PROPOSAL_OPERATION", "NORMAL_OPERATION", "RNN_SOURCE", "enabled", "status",
+           "amc_proposal", "normal", "rnn_tanh", "rnn_launch_shape"]
 
 PHILOX_SOURCE = r"""
 /* Philox4x32-10 (Salmon et al. 2011) and the Box-Muller map of minirso.random, in C that is also CUDA C. */
@@ -99,6 +110,91 @@ PROPOSAL_OPERATION = ("eps = mu + (T)scale * (T)minirso_normal(seed, stream, "
                       "offset + (unsigned long long)(i % row_len));")
 NORMAL_OPERATION = "z = (T)minirso_normal(seed, stream, offset + (unsigned long long)i);"
 
+RNN_SOURCE = r"""
+/* One tanh RNN layer, h_t = tanh(W_ih x_t + W_hh h_{t-1} + b), h_0 = 0, all T steps in one launch.
+ * Block b owns sequences b*S .. b*S+S-1; thread (s, j) = (tid / H, tid % H) owns hidden unit j of
+ * sequence s.  Shared memory: W_ih^T (I, H) and W_hh^T (H, H), transposed so that the H threads of a
+ * sequence read consecutive words (no bank conflicts), and the hidden states twice (S, H): step t
+ * reads one copy and writes the other, so ONE barrier per step separates the reads from the writes.
+ * On CUDA the macros are the builtins; the tests define them for POSIX threads on the CPU. */
+#ifndef MINIRSO_HOST
+#define MINIRSO_KERNEL extern "C" __global__ void
+#define MINIRSO_RESTRICT __restrict__
+#define MINIRSO_TID ((int)threadIdx.x)
+#define MINIRSO_BID ((int)blockIdx.x)
+#define MINIRSO_NTHREADS ((int)blockDim.x)
+#define MINIRSO_SHARED(name) extern __shared__ float name[]
+#define MINIRSO_SYNC() __syncthreads()
+#define MINIRSO_ATOMIC_ADD(p, v) atomicAdd((p), (v))
+#endif
+
+MINIRSO_KERNEL minirso_rnn_tanh(
+    const float *MINIRSO_RESTRICT x,     /* (T, N, I) inputs, time-major */
+    const float *MINIRSO_RESTRICT w_ih,  /* (H, I) */
+    const float *MINIRSO_RESTRICT w_hh,  /* (H, H) */
+    const float *MINIRSO_RESTRICT bias,  /* (H,) */
+    float *MINIRSO_RESTRICT seq,         /* (T, N, H) every state, written if write_seq */
+    float *MINIRSO_RESTRICT last,        /* (N, H) the last state */
+    double *MINIRSO_RESTRICT hh_sum,     /* (1,) += sum over t, n of |h_{t-1}|^2, if record */
+    int T, int N, int I, int H, int S, int write_seq, int record)
+{
+    MINIRSO_SHARED(smem);
+    float *wih = smem;              /* (I, H): wih[i * H + j] = w_ih[j, i] */
+    float *whh = wih + I * H;       /* (H, H): whh[k * H + j] = w_hh[j, k] */
+    float *hbuf = whh + H * H;      /* (2, S, H) */
+    const int tid = MINIRSO_TID, nt = MINIRSO_NTHREADS;
+    const int s = tid / H, j = tid % H;
+    const int n = MINIRSO_BID * S + s;
+    const int active = (s < S) && (n < N);
+    for (int k = tid; k < I * H; k += nt) wih[(k % I) * H + k / I] = w_ih[k];
+    for (int k = tid; k < H * H; k += nt) whh[(k % H) * H + k / H] = w_hh[k];
+    for (int k = tid; k < 2 * S * H; k += nt) hbuf[k] = 0.0f;
+    const float b = (s < S) ? bias[j] : 0.0f;
+    double q = 0.0;
+    int cur = 0;
+    MINIRSO_SYNC();
+    for (int t = 0; t < T; ++t) {
+        if (active) {
+            const float *h = hbuf + cur * S * H + s * H;
+            const float *xt = x + ((long long)t * N + n) * I;
+            float z = 0.0f;
+            for (int i = 0; i < I; ++i) z += wih[i * H + j] * xt[i];
+            for (int k = 0; k < H; ++k) z += whh[k * H + j] * h[k];
+            const float hj = h[j];
+            q += (double)(hj * hj);  /* float32 square summed in float64, as the array code */
+            const float hn = tanhf(z + b);
+            hbuf[(cur ^ 1) * S * H + s * H + j] = hn;
+            if (write_seq) seq[((long long)t * N + n) * H + j] = hn;
+        }
+        cur ^= 1;
+        MINIRSO_SYNC();
+    }
+    if (active) {
+        last[(long long)n * H + j] = hbuf[cur * S * H + s * H + j];
+        if (record) MINIRSO_ATOMIC_ADD(hh_sum, q);
+    }
+}
+"""
+
+_SHARED_LIMIT = 48 * 1024  # bytes of shared memory a block may use without opting in
+
+
+def rnn_launch_shape(n: int, input_size: int, hidden: int):
+    """``(S, blocks, threads, shared bytes)`` for :data:`RNN_SOURCE`, or None when the layer does not fit.
+
+    S sequences per block: up to 4 (many blocks keep every SM busy: 375 blocks for the aMC
+    experiment's 1,500 sequences), at most 1,024 threads, and the transposed weights plus the two
+    state copies within 48 KB of shared memory (hidden 64: 33 KB).
+    """
+    if hidden < 1 or hidden > 1024:
+        return None
+    s = max(1, min(4, 1024 // hidden, n))
+    shared = 4 * (input_size * hidden + hidden * hidden + 2 * s * hidden)
+    if shared > _SHARED_LIMIT:
+        return None
+    return s, -(-n // s), s * hidden, shared
+
+
 _STATE = {"failed": None, "kernels": {}}
 
 
@@ -136,9 +232,19 @@ def _kernel(xp, name):
     return _STATE["kernels"][key]
 
 
+def _raw_kernel(xp, name):
+    key = (id(xp), name)
+    if key not in _STATE["kernels"]:
+        _STATE["kernels"][key] = xp.RawKernel(RNN_SOURCE, "minirso_rnn_tanh")
+    return _STATE["kernels"][key]
+
+
 def _launch(xp, name, *args):
     """Run kernel ``name``; on a compile or launch error warn once, switch to the plain path, return None."""
     try:
+        if name == "rnn_tanh":
+            grid, block, args, shared = args
+            return _raw_kernel(xp, name)(grid, block, args, shared_mem=shared)
         return _kernel(xp, name)(*args)
     except Exception as exc:  # noqa: BLE001 - any failure of the optional fast path falls back to the plain one
         _STATE["failed"] = f"{type(exc).__name__}: {exc}"
@@ -170,3 +276,28 @@ def normal(seed: int, stream: int, offset: int, n: int, xp, dtype):
     if n == 0:
         return out
     return _launch(xp, "normal", numpy.uint64(seed), numpy.uint64(stream), numpy.uint64(offset), out)
+
+
+def rnn_tanh(x_tm, w_ih, w_hh, bias, return_sequences: bool, record: bool):
+    """One tanh RNN layer in one launch: ``(seq (T, N, H) or None, last (N, H), sum |h_{t-1}|^2 or None)``.
+
+    ``x_tm`` (T, N, I) float32, time-major.  Returns None when the layer does not fit the kernel
+    (see :func:`rnn_launch_shape`) or the kernel is unavailable; the caller then runs the plain loop.
+    """
+    xp = get_array_module(x_tm)
+    t_len, n, i = x_tm.shape
+    hidden = w_hh.shape[0]
+    shape = rnn_launch_shape(n, i, hidden)
+    if shape is None or x_tm.dtype != numpy.float32 or t_len == 0:
+        return None
+    s, blocks, threads, shared = shape
+    x_tm = xp.ascontiguousarray(x_tm)
+    seq = xp.empty((t_len, n, hidden) if return_sequences else (1,), dtype=numpy.float32)
+    last = xp.empty((n, hidden), dtype=numpy.float32)
+    hh = xp.zeros(1, dtype=numpy.float64)
+    args = (x_tm, xp.ascontiguousarray(w_ih), xp.ascontiguousarray(w_hh), xp.ascontiguousarray(bias), seq, last, hh,
+            numpy.int32(t_len), numpy.int32(n), numpy.int32(i), numpy.int32(hidden), numpy.int32(s),
+            numpy.int32(bool(return_sequences)), numpy.int32(bool(record)))
+    if _launch(xp, "rnn_tanh", (blocks,), (threads,), args, shared) is None and _STATE["failed"] is not None:
+        return None
+    return (seq if return_sequences else None), last, (hh[0] if record else None)

@@ -173,3 +173,136 @@ def test_failed_kernel_falls_back_with_one_warning(monkeypatch):
     assert kernels.status() == "off (MINIRSO_FUSED=0)" and not kernels.enabled(object())
     monkeypatch.setenv("MINIRSO_FUSED", "1")
     assert kernels.status() == "on" and kernels.enabled(object()) and not kernels.enabled(np)
+
+
+# ---- the persistent RNN kernel, run on the CPU: one POSIX thread per CUDA thread ---------------------------
+RNN_HARNESS = r"""
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#define MINIRSO_HOST
+#define MINIRSO_KERNEL static void
+#define MINIRSO_RESTRICT restrict
+static pthread_barrier_t minirso_barrier;
+static pthread_mutex_t minirso_mutex = PTHREAD_MUTEX_INITIALIZER;
+static __thread int minirso_tid;
+static int minirso_bid, minirso_nthreads;
+static float *minirso_smem;
+#define MINIRSO_TID minirso_tid
+#define MINIRSO_BID minirso_bid
+#define MINIRSO_NTHREADS minirso_nthreads
+#define MINIRSO_SHARED(name) float *name = minirso_smem
+#define MINIRSO_SYNC() pthread_barrier_wait(&minirso_barrier)
+static void minirso_atomic_add(double *p, double v)
+{
+    pthread_mutex_lock(&minirso_mutex); *p += v; pthread_mutex_unlock(&minirso_mutex);
+}
+#define MINIRSO_ATOMIC_ADD(p, v) minirso_atomic_add((p), (v))
+%(rnn)s
+
+struct call { const float *x, *w_ih, *w_hh, *bias; float *seq, *last; double *hh;
+              int T, N, I, H, S, write_seq, record, tid; };
+
+static void *run(void *p)
+{
+    struct call *c = p;
+    minirso_tid = c->tid;
+    minirso_rnn_tanh(c->x, c->w_ih, c->w_hh, c->bias, c->seq, c->last, c->hh,
+                     c->T, c->N, c->I, c->H, c->S, c->write_seq, c->record);
+    return NULL;
+}
+
+/* the launch <<<blocks, threads, shared>>>, block after block; shared memory starts as NaN garbage */
+int rnn(const float *x, const float *w_ih, const float *w_hh, const float *bias, float *seq, float *last,
+        double *hh, int T, int N, int I, int H, int S, int write_seq, int record, int blocks, int threads,
+        int shared)
+{
+    pthread_t th[1024];
+    struct call calls[1024];
+    minirso_nthreads = threads;
+    minirso_smem = malloc(shared);
+    for (int b = 0; b < blocks; ++b) {
+        memset(minirso_smem, 0xFF, shared);
+        minirso_bid = b;
+        pthread_barrier_init(&minirso_barrier, NULL, threads);
+        for (int t = 0; t < threads; ++t) {
+            struct call c = {x, w_ih, w_hh, bias, seq, last, hh, T, N, I, H, S, write_seq, record, t};
+            calls[t] = c;
+            if (pthread_create(&th[t], NULL, run, &calls[t])) return -1;
+        }
+        for (int t = 0; t < threads; ++t) pthread_join(th[t], NULL);
+        pthread_barrier_destroy(&minirso_barrier);
+    }
+    free(minirso_smem);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def rnn_lib(tmp_path_factory):
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        pytest.skip("no host C compiler to build the kernel source")
+    d = tmp_path_factory.mktemp("rnn_kernel")
+    src, so = d / "rnn.c", d / "rnn.so"
+    src.write_text(RNN_HARNESS % {"rnn": kernels.RNN_SOURCE})
+    subprocess.run([cc, "-O2", "-std=gnu99", "-shared", "-fPIC", "-pthread", "-o", str(so), str(src), "-lm"],
+                   check=True, capture_output=True)
+    lib = ctypes.CDLL(str(so))
+    lib.rnn.argtypes = [P] * 7 + [ctypes.c_int] * 10
+    lib.rnn.restype = ctypes.c_int
+    return lib
+
+
+def kernel_rnn(lib, x, w_ih, w_hh, b, write_seq=True, record=True):
+    """Run RNN_SOURCE as CuPy would launch it (shape from kernels.rnn_launch_shape), on CPU threads."""
+    t_len, n, i = x.shape
+    h = w_hh.shape[0]
+    s, blocks, threads, shared = kernels.rnn_launch_shape(n, i, h)
+    seq = np.full((t_len, n, h), np.nan, np.float32)
+    last = np.full((n, h), np.nan, np.float32)
+    hh = np.zeros(1, np.float64)
+    arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in (x, w_ih, w_hh, b)]
+    assert lib.rnn(*(ptr(a) for a in arrays), ptr(seq), ptr(last), ptr(hh), t_len, n, i, h, s, int(write_seq),
+                   int(record), blocks, threads, shared) == 0
+    return seq, last, hh[0]
+
+
+@pytest.mark.parametrize("t_len, n, i, h", [(13, 7, 3, 8), (20, 9, 2, 5), (6, 1, 4, 33)])
+def test_rnn_kernel_matches_the_rnn_layer(rnn_lib, t_len, n, i, h):
+    """Every state, the last state and sum |h_{t-1}|^2 of the kernel against minirso's RNN layer on NumPy;
+    partial last blocks (N not a multiple of S), odd H, H > 32 (a sequence spans two warps)."""
+    from minirso import nn as mnn
+
+    r = np.random.default_rng(t_len + n)
+    layer_model = mnn.Sequential([mnn.RNN(i, h, return_sequences=True)], seed=1)
+    layer_model.params[...] = (r.standard_normal(layer_model.num_params) * 0.6).astype(np.float32)
+    rnn = layer_model.layers[0]
+    x = (r.standard_normal((n, t_len, i)) + 0.3).astype(np.float32)  # batch first, as the layer takes it
+    seq, last, hh = kernel_rnn(rnn_lib, x.transpose(1, 0, 2), rnn.weight_ih, rnn.weight_hh, rnn.bias)
+    ref = rnn(x)  # (N, T, H)
+    np.testing.assert_allclose(seq.transpose(1, 0, 2), ref, rtol=1e-5, atol=2e-6)
+    np.testing.assert_allclose(last, ref[:, -1], rtol=1e-5, atol=2e-6)
+    prev = np.concatenate([np.zeros((n, 1, h), np.float32), ref[:, :-1]], axis=1)  # h_{t-1}, h_0 = 0
+    np.testing.assert_allclose(hh, float((prev.astype(np.float64) ** 2).sum()), rtol=1e-5)
+
+
+def test_rnn_kernel_without_sequences_or_record(rnn_lib):
+    """write_seq = record = 0: only the last state is written, the sequence buffer and the sum stay untouched."""
+    r = np.random.default_rng(9)
+    x = r.standard_normal((11, 6, 2)).astype(np.float32)
+    w_ih, w_hh = (r.standard_normal((7, 2)) * 0.7).astype(np.float32), (r.standard_normal((7, 7)) * 0.4).astype(np.float32)
+    b = r.standard_normal(7).astype(np.float32)
+    seq_a, last_a, hh_a = kernel_rnn(rnn_lib, x, w_ih, w_hh, b)
+    seq_b, last_b, hh_b = kernel_rnn(rnn_lib, x, w_ih, w_hh, b, write_seq=False, record=False)
+    np.testing.assert_array_equal(last_b, last_a)
+    assert np.isnan(seq_b).all() and hh_b == 0.0 and hh_a > 0
+
+
+def test_rnn_launch_shape():
+    assert kernels.rnn_launch_shape(1500, 2, 64) == (4, 375, 256, 4 * (2 * 64 + 64 * 64 + 2 * 4 * 64))
+    assert kernels.rnn_launch_shape(3, 64, 64)[0] == 3  # never more sequences per block than there are
+    assert kernels.rnn_launch_shape(10, 64, 1024) is None  # W_hh alone is 4 MB: too big for shared memory
+    assert kernels.rnn_launch_shape(10, 2, 2000) is None  # more threads than a block may have

@@ -14,6 +14,7 @@ Both matrices therefore report ``fan_in = input_size + hidden_size``.
 
 from __future__ import annotations
 
+from .. import kernels
 from ..backend import get_array_module
 from ..params import ParamSpec
 from . import functional as F
@@ -62,6 +63,14 @@ class RNN(_Recurrent):
         # Precomputing x W_ih^T for all steps at once looks cheaper but writes and re-reads a (T, N, H)
         # array (300 MB for the aMC experiment) instead of keeping each step in cache: 2.8x slower.
         x_tm = x.transpose(1, 0, 2)  # (T, N, I), a view: step t's input is x_tm[t]
+        if kernels.enabled(xp):  # GPU: all T steps in ONE launch, states on chip (minirso.kernels.rnn_tanh)
+            fused = kernels.rnn_tanh(x_tm, self.weight_ih, self.weight_hh, self.bias, self.return_sequences,
+                                     self.recording)
+            if fused is not None:
+                seq, h, hh_sum = fused
+                if self.recording:
+                    self._record_shared("h", (x * x).sum(dtype=xp.float64) + hh_sum, self.hidden_size, n * t_len)
+                return seq.transpose(1, 0, 2) if seq is not None else h  # (N, T, H) view, or (N, H)
         w_cat = xp.concatenate([self.weight_ih.T, self.weight_hh.T])  # (I + H, H)
         xh = xp.zeros((n, i + hs), dtype=xp.float32)  # (N, I + H): [x_t, h_{t-1}], with h_0 = 0
         z = xp.empty((n, hs), dtype=xp.float32)  # (N, H) pre-activation, reused every step
