@@ -63,20 +63,25 @@ void proposal_arrays(const float *mu_, const float *scale_, int scale_per_row, c
 U64, I64, F64, P = ctypes.c_uint64, ctypes.c_int64, ctypes.c_double, ctypes.c_void_p
 
 
-@pytest.fixture(scope="module")
-def lib(tmp_path_factory):
+def build(tmp_path_factory, name, source, *flags):
+    """Compile ``source`` with the host C compiler into a shared library and load it (skip without one)."""
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         pytest.skip("no host C compiler to build the kernel source")
-    d = tmp_path_factory.mktemp("kernels")
-    src = d / "kernels.c"
-    src.write_text(HARNESS % {"philox": kernels.PHILOX_SOURCE, "normal_op": kernels.NORMAL_OPERATION,
-                              "proposal_op": kernels.PROPOSAL_OPERATION})
-    so = d / "kernels.so"
+    d = tmp_path_factory.mktemp(name)
+    src, so = d / f"{name}.c", d / f"{name}.so"
+    src.write_text(source)
+    subprocess.run([cc, "-O2", *flags, "-shared", "-fPIC", "-o", str(so), str(src), "-lm"], check=True,
+                   capture_output=True)
+    return ctypes.CDLL(str(so))
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    source = HARNESS % {"philox": kernels.PHILOX_SOURCE, "normal_op": kernels.NORMAL_OPERATION,
+                        "proposal_op": kernels.PROPOSAL_OPERATION}
     # -ffp-contract=off: no fused multiply-add, as the GPU kernel is built with --fmad=false
-    subprocess.run([cc, "-O2", "-std=c99", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(so), str(src), "-lm"],
-                   check=True, capture_output=True)
-    lib = ctypes.CDLL(str(so))
+    lib = build(tmp_path_factory, "kernels", source, "-std=c99", "-ffp-contract=off")
     lib.words.argtypes = [U64, U64, U64, I64, P]
     lib.normals.argtypes = [U64, U64, U64, I64, P]
     lib.proposal_scalar.argtypes = [P, F64, U64, U64, U64, I64, I64, P]
@@ -242,15 +247,7 @@ int rnn(const float *x, const float *w_ih, const float *w_hh, const float *bias,
 
 @pytest.fixture(scope="module")
 def rnn_lib(tmp_path_factory):
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        pytest.skip("no host C compiler to build the kernel source")
-    d = tmp_path_factory.mktemp("rnn_kernel")
-    src, so = d / "rnn.c", d / "rnn.so"
-    src.write_text(RNN_HARNESS % {"rnn": kernels.RNN_SOURCE})
-    subprocess.run([cc, "-O2", "-std=gnu99", "-shared", "-fPIC", "-pthread", "-o", str(so), str(src), "-lm"],
-                   check=True, capture_output=True)
-    lib = ctypes.CDLL(str(so))
+    lib = build(tmp_path_factory, "rnn_kernel", RNN_HARNESS % {"rnn": kernels.RNN_SOURCE}, "-std=gnu99", "-pthread")
     lib.rnn.argtypes = [P] * 7 + [ctypes.c_int] * 10
     lib.rnn.restype = ctypes.c_int
     return lib
