@@ -168,7 +168,8 @@ def main(argv=None):
         from minirso import kernels
 
         info["fused_kernels"] = kernels.status()
-        ctx.note(f"minirso fused GPU kernels (minirso.kernels: Philox normals, aMC proposal, RNN layer): {kernels.status()}")
+        ctx.note("minirso fused GPU kernels (minirso.kernels: Philox normals, aMC proposal, RNN layer): "
+                 + kernels.status())
     results["notes"] = ctx.notes
     results["wall_s"] = time.perf_counter() - t0
     for r in rows:
