@@ -147,9 +147,9 @@ def _conv2d_rows(x, weight, padding, budget=2**18):
     out = xp.empty((n, o, ho, wo), dtype=x.dtype)  # (N, O, Ho, Wo)
     # Samples in chunks whose strip, product and accumulator (~budget floats) stay in the CPU's cache;
     # a chunk never splits a sample, so the result does not depend on the chunk size.
-    m = max(1, min(n, budget // ((kw * c + 2 * o) * ls)))
     if xp is not numpy:
-        m = max(1, min(n, 2**26 // ((kw * c + 2 * o) * ls)))  # GPU: whole batches, within ~1 GB of temporaries
+        budget = 2**26  # GPU: whole batches, within ~1 GB of temporaries
+    m = max(1, min(n, budget // ((kw * c + 2 * o) * ls)))
     strip = xp.empty((m, kw, c, ls), dtype=x.dtype)  # (m, kw, C, Hp Wp)
     prod = xp.empty((m, o, ls), dtype=x.dtype)  # (m, O, Hp Wp)
     acc = xp.empty((m, o, lo), dtype=x.dtype)  # (m, O, Ho Wp)

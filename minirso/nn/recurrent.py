@@ -57,20 +57,28 @@ class RNN(_Recurrent):
     def forward(self, x):
         x = self._input(x)
         xp = get_array_module(x)
-        n, t_len, i = x.shape
-        hs = self.hidden_size
-        # Time-major and one product per step: [x_t, h_{t-1}] (N, I + H) times the stacked matrices.
-        # Precomputing x W_ih^T for all steps at once looks cheaper but writes and re-reads a (T, N, H)
-        # array (300 MB for the aMC experiment) instead of keeping each step in cache: 2.8x slower.
+        n, t_len, _ = x.shape
         x_tm = x.transpose(1, 0, 2)  # (T, N, I), a view: step t's input is x_tm[t]
+        fused = None
         if kernels.enabled(xp):  # GPU: all T steps in ONE launch, states on chip (minirso.kernels.rnn_tanh)
             fused = kernels.rnn_tanh(x_tm, self.weight_ih, self.weight_hh, self.bias, self.return_sequences,
                                      self.recording)
-            if fused is not None:
-                seq, h, hh_sum = fused
-                if self.recording:
-                    self._record_shared("h", (x * x).sum(dtype=xp.float64) + hh_sum, self.hidden_size, n * t_len)
-                return seq.transpose(1, 0, 2) if seq is not None else h  # (N, T, H) view, or (N, H)
+        seq, h, hh_sum = fused if fused is not None else self._steps(x_tm)
+        if self.recording:
+            q = (x * x).sum(dtype=xp.float64) + hh_sum
+            self._record_shared("h", q, self.hidden_size, n * t_len)
+        return seq.transpose(1, 0, 2) if seq is not None else h  # (N, T, H), a view of the time-major array
+
+    def _steps(self, x_tm):
+        """The plain loop over time: ``(seq (T, N, H) or None, last (N, H), sum |h_{t-1}|^2 if recording)``.
+
+        Time-major and one product per step: [x_t, h_{t-1}] (N, I + H) times the stacked matrices.
+        Precomputing x W_ih^T for all steps at once looks cheaper but writes and re-reads a (T, N, H)
+        array (300 MB for the aMC experiment) instead of keeping each step in cache: 2.8x slower.
+        """
+        xp = get_array_module(x_tm)
+        t_len, n, i = x_tm.shape
+        hs = self.hidden_size
         w_cat = xp.concatenate([self.weight_ih.T, self.weight_hh.T])  # (I + H, H)
         xh = xp.zeros((n, i + hs), dtype=xp.float32)  # (N, I + H): [x_t, h_{t-1}], with h_0 = 0
         z = xp.empty((n, hs), dtype=xp.float32)  # (N, H) pre-activation, reused every step
@@ -85,10 +93,7 @@ class RNN(_Recurrent):
             z += self.bias
             h = xp.tanh(z, out=seq[t] if seq is not None else z)  # (N, H)
             xh[:, i:] = h
-        if self.recording:
-            q = (x * x).sum(dtype=xp.float64) + hh_sum
-            self._record_shared("h", q, self.hidden_size, n * t_len)
-        return seq.transpose(1, 0, 2) if seq is not None else h  # (N, T, H), a view of the time-major array
+        return seq, h, hh_sum
 
 
 class GRU(_Recurrent):

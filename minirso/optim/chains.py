@@ -181,6 +181,7 @@ class AMCChains(Optimizer):
         self.loss = None  # (K,) float64 host array once known
         self.step_count = 0
         self.accepted, self.rejected, self.nonfinite = (numpy.zeros(k, numpy.int64) for _ in range(3))
+        self._device_seeds = None  # the seeds as a device array, made on the first fused proposal
 
     @property
     def chains(self) -> int:
@@ -192,8 +193,10 @@ class AMCChains(Optimizer):
         xp, (k, n) = get_array_module(p), p.shape
         scale = xp.asarray(self.sigma.astype(p.dtype))[:, None]  # (K, 1): sigma rounded as AMC's sigma * z
         if kernels.enabled(xp):  # GPU: all K chains' normals and moves in ONE kernel (minirso.kernels)
-            seeds = xp.asarray(numpy.array(self.hyperparameters["seeds"], dtype=numpy.uint64))[:, None]  # (K, 1)
-            eps = kernels.amc_proposal(self.mu, scale, seeds, STREAM_PROPOSAL, step * n)
+            if self._device_seeds is None:  # (K, 1) uint64, copied to the device once, not every step
+                seeds = numpy.array(self.hyperparameters["seeds"], dtype=numpy.uint64)[:, None]
+                self._device_seeds = xp.asarray(seeds)
+            eps = kernels.amc_proposal(self.mu, scale, self._device_seeds, STREAM_PROPOSAL, step * n)
             if eps is not None:
                 return eps
         z = xp.stack([normal(s, STREAM_PROPOSAL, step * n, n, xp, dtype=p.dtype)

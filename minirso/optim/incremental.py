@@ -118,7 +118,7 @@ class IncrementalEvaluator(CachedEvaluator):
         else:
             self.stats["reused"] += 1
         yb = self.labels[rows]
-        w = params.dtype.type(float(params[i]))  # host sync: the current value (float(): CuPy forbids numpy.float32(device array))
+        w = params.dtype.type(float(params[i]))  # host sync; float() first: CuPy forbids numpy.float32(device array)
         values = to_numpy(candidates)[:, 0].astype(params.dtype)  # (K,)
         out = numpy.empty(len(values))
         trails = []
