@@ -55,7 +55,7 @@ import numpy
 from .backend import get_array_module
 
 __all__ = ["PHILOX_SOURCE", "PROPOSAL_OPERATION", "NORMAL_OPERATION", "RNN_SOURCE", "enabled", "status",
-           "amc_proposal", "normal", "rnn_tanh", "rnn_launch_shape"]
+           "amc_proposal", "normal", "rnn_tanh", "rnn_launch_shape", "MLP_SOURCE", "mlp_tail"]
 
 PHILOX_SOURCE = r"""
 /* Philox4x32-10 (Salmon et al. 2011) and the Box-Muller map of minirso.random, in C that is also CUDA C. */
@@ -179,6 +179,95 @@ MINIRSO_KERNEL minirso_rnn_tanh(
 }
 """
 
+MLP_SOURCE = r"""
+/* Everything of a small fully connected net after its first matrix product, for every row, in ONE launch:
+ * the first layer's bias and activation, the remaining Dense layers (widths <= MINIRSO_MLP_MAX), an
+ * optional softmax, the per-row loss, and one partial sum per block (a fixed-order tree in shared
+ * memory, so the result does not depend on scheduling).  Thread = row.  The first product x W^T (the
+ * only large one: N x 784 inputs in aMC's Fig. 1) stays with cuBLAS.
+ * layout (L, 5), one row per Dense layer: weight offset and bias offset (-1: none) in the flat parameter
+ * buffer, inputs, outputs, activation after it (0 none, 1 tanh, 2 relu).  Layer 0's weight is not read.
+ * loss 0: sum over classes of (out_j - target_j)^2, target = one-hot(label) or a float row;
+ * loss 1: cross-entropy -log softmax(out)[label], in double (as minirso's float64 cross_entropy). */
+#ifndef MINIRSO_HOST
+#define MINIRSO_KERNEL extern "C" __global__ void
+#define MINIRSO_RESTRICT __restrict__
+#define MINIRSO_TID ((int)threadIdx.x)
+#define MINIRSO_BID ((int)blockIdx.x)
+#define MINIRSO_NTHREADS ((int)blockDim.x)
+#define MINIRSO_SHARED_DOUBLE(name) extern __shared__ double name[]
+#define MINIRSO_SYNC() __syncthreads()
+#endif
+#define MINIRSO_MLP_MAX 64
+
+MINIRSO_KERNEL minirso_mlp_tail(
+    const float *MINIRSO_RESTRICT z1,          /* (N, layout[0].outputs) x W_1^T, before the bias */
+    const float *MINIRSO_RESTRICT params,      /* the flat parameter buffer */
+    const long long *MINIRSO_RESTRICT layout,  /* (L, 5) */
+    const long long *MINIRSO_RESTRICT labels,  /* (N,) integer labels, if target_kind == 0 */
+    const float *MINIRSO_RESTRICT targets,     /* (N, C) float targets, if target_kind == 1 */
+    double *MINIRSO_RESTRICT partial,          /* (blocks,) the block's sum of per-row losses */
+    int N, int L, int softmax, int loss, int target_kind)
+{
+    MINIRSO_SHARED_DOUBLE(red);  /* (threads,), threads a power of two */
+    const int tid = MINIRSO_TID, nt = MINIRSO_NTHREADS;
+    const int n = MINIRSO_BID * nt + tid;
+    double row = 0.0;
+    if (n < N) {
+        float a[MINIRSO_MLP_MAX], b[MINIRSO_MLP_MAX];
+        int width = (int)layout[3];
+        for (int j = 0; j < width; ++j) {
+            float s = z1[(long long)n * width + j];
+            if (layout[1] >= 0) s += params[layout[1] + j];  /* x W^T first, then + b: as Dense */
+            a[j] = layout[4] == 1 ? tanhf(s) : (layout[4] == 2 ? (s > 0.0f ? s : 0.0f) : s);
+        }
+        for (int l = 1; l < L; ++l) {
+            const long long *lay = layout + 5 * l;
+            const float *w = params + lay[0];  /* (outputs, inputs), row-major */
+            const int in = (int)lay[2], out = (int)lay[3], act = (int)lay[4];
+            for (int j = 0; j < out; ++j) {
+                float s = 0.0f;
+                for (int k = 0; k < in; ++k) s += w[j * in + k] * a[k];
+                if (lay[1] >= 0) s += params[lay[1] + j];
+                b[j] = act == 1 ? tanhf(s) : (act == 2 ? (s > 0.0f ? s : 0.0f) : s);
+            }
+            for (int j = 0; j < out; ++j) a[j] = b[j];
+            width = out;
+        }
+        if (softmax) {  /* float32, max subtracted: as minirso.nn.functional.softmax */
+            float m = a[0], s = 0.0f;
+            for (int j = 1; j < width; ++j) m = a[j] > m ? a[j] : m;
+            for (int j = 0; j < width; ++j) { a[j] = expf(a[j] - m); s += a[j]; }
+            for (int j = 0; j < width; ++j) a[j] = a[j] / s;
+        }
+        if (loss == 0) {
+            for (int j = 0; j < width; ++j) {
+                const float t = target_kind == 1 ? targets[(long long)n * width + j]
+                                                 : (labels[n] == j ? 1.0f : 0.0f);
+                const float d = a[j] - t;  /* float32 difference and square, summed in double */
+                row += (double)(d * d);
+            }
+        } else {
+            const long long y = labels[n];
+            double m = a[0], s = 0.0;
+            for (int j = 1; j < width; ++j) m = (double)a[j] > m ? (double)a[j] : m;
+            for (int j = 0; j < width; ++j) s += exp((double)a[j] - m);
+            row = (y >= 0 && y < width) ? m + log(s) - (double)a[y] : nan("");  /* NaN for a bad label */
+        }
+    }
+    red[tid] = row;
+    MINIRSO_SYNC();
+    for (int h = nt / 2; h > 0; h /= 2) {
+        if (tid < h) red[tid] += red[tid + h];
+        MINIRSO_SYNC();
+    }
+    if (tid == 0) partial[MINIRSO_BID] = red[0];
+}
+"""
+
+MLP_MAX_WIDTH = 64  # MINIRSO_MLP_MAX: widest layer after the first product
+MLP_THREADS = 256  # rows per block (a power of two: the block sum is a tree)
+
 _SHARED_LIMIT = 48 * 1024  # bytes of shared memory a block may use without opting in
 
 
@@ -235,17 +324,20 @@ def _kernel(xp, name):
     return _STATE["kernels"][key]
 
 
+_RAW = {"rnn_tanh": lambda: RNN_SOURCE, "mlp_tail": lambda: MLP_SOURCE}  # name -> source of minirso_<name>
+
+
 def _raw_kernel(xp, name):
     key = (id(xp), name)
     if key not in _STATE["kernels"]:
-        _STATE["kernels"][key] = xp.RawKernel(RNN_SOURCE, "minirso_rnn_tanh")
+        _STATE["kernels"][key] = xp.RawKernel(_RAW[name](), f"minirso_{name}")
     return _STATE["kernels"][key]
 
 
 def _launch(xp, name, *args):
     """Run kernel ``name``; on a compile or launch error warn once, switch to the plain path, return None."""
     try:
-        if name == "rnn_tanh":
+        if name in _RAW:
             grid, block, args, shared = args
             return _raw_kernel(xp, name)(grid, block, args, shared_mem=shared)
         return _kernel(xp, name)(*args)
@@ -304,3 +396,27 @@ def rnn_tanh(x_tm, w_ih, w_hh, bias, return_sequences: bool, record: bool):
     if _launch(xp, "rnn_tanh", (blocks,), (threads,), args, shared) is None and _STATE["failed"] is not None:
         return None
     return (seq if return_sequences else None), last, (hh[0] if record else None)
+
+
+def mlp_tail(z1, params, layout, labels, targets, softmax: bool, loss: int):
+    """Sum over rows of a small MLP's per-row loss from its first product ``z1``; None if unavailable.
+
+    ``z1`` (N, W) float32 = x W_1^T (the caller's cuBLAS product); ``layout`` an (L, 5) int64 device
+    array (see :data:`MLP_SOURCE`); ``labels`` (N,) int64 or ``targets`` (N, C) float32 (the other None);
+    ``loss`` 0 (squared error summed over classes) or 1 (cross-entropy).  Returns a 0-d float64 device
+    array: the per-block sums added in a fixed order (no atomics, so the same on every run).
+    """
+    xp = get_array_module(z1)
+    n = z1.shape[0]
+    if n == 0 or z1.dtype != numpy.float32 or params.dtype != numpy.float32:
+        return None
+    blocks = -(-n // MLP_THREADS)
+    partial = xp.empty(blocks, dtype=numpy.float64)
+    dummy = xp.zeros(1, dtype=numpy.int64)
+    lab = dummy if labels is None else xp.ascontiguousarray(labels, dtype=numpy.int64)
+    tgt = dummy.view(numpy.float32) if targets is None else xp.ascontiguousarray(targets, dtype=numpy.float32)
+    args = (xp.ascontiguousarray(z1), params, layout, lab, tgt, partial, numpy.int32(n), numpy.int32(layout.shape[0]),
+            numpy.int32(bool(softmax)), numpy.int32(loss), numpy.int32(targets is not None))
+    if _launch(xp, "mlp_tail", (blocks,), (MLP_THREADS,), args, 8 * MLP_THREADS) is None and _STATE["failed"] is not None:
+        return None
+    return partial.sum()

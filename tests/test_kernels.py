@@ -303,3 +303,133 @@ def test_rnn_launch_shape():
     assert kernels.rnn_launch_shape(3, 64, 64)[0] == 3  # never more sequences per block than there are
     assert kernels.rnn_launch_shape(10, 64, 1024) is None  # W_hh alone is 4 MB: too big for shared memory
     assert kernels.rnn_launch_shape(10, 2, 2000) is None  # more threads than a block may have
+
+
+# ---- the fused small-MLP tail, run on the CPU the same way ----------------------------------------------
+MLP_HARNESS = r"""
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#define MINIRSO_HOST
+#define MINIRSO_KERNEL static void
+#define MINIRSO_RESTRICT restrict
+static pthread_barrier_t minirso_barrier;
+static __thread int minirso_tid;
+static int minirso_bid, minirso_nthreads;
+static double *minirso_smem;
+#define MINIRSO_TID minirso_tid
+#define MINIRSO_BID minirso_bid
+#define MINIRSO_NTHREADS minirso_nthreads
+#define MINIRSO_SHARED_DOUBLE(name) double *name = minirso_smem
+#define MINIRSO_SYNC() pthread_barrier_wait(&minirso_barrier)
+%(mlp)s
+
+struct call { const float *z1, *params; const long long *layout, *labels; const float *targets; double *partial;
+              int N, L, softmax, loss, target_kind, tid; };
+
+static void *run(void *p)
+{
+    struct call *c = p;
+    minirso_tid = c->tid;
+    minirso_mlp_tail(c->z1, c->params, c->layout, c->labels, c->targets, c->partial, c->N, c->L, c->softmax,
+                     c->loss, c->target_kind);
+    return NULL;
+}
+
+int mlp(const float *z1, const float *params, const long long *layout, const long long *labels,
+        const float *targets, double *partial, int N, int L, int softmax, int loss, int target_kind,
+        int blocks, int threads, int shared)
+{
+    pthread_t th[1024];
+    struct call calls[1024];
+    minirso_nthreads = threads;
+    minirso_smem = malloc(shared);
+    for (int b = 0; b < blocks; ++b) {
+        memset(minirso_smem, 0xFF, shared);
+        minirso_bid = b;
+        pthread_barrier_init(&minirso_barrier, NULL, threads);
+        for (int t = 0; t < threads; ++t) {
+            struct call c = {z1, params, layout, labels, targets, partial, N, L, softmax, loss, target_kind, t};
+            calls[t] = c;
+            if (pthread_create(&th[t], NULL, run, &calls[t])) return -1;
+        }
+        for (int t = 0; t < threads; ++t) pthread_join(th[t], NULL);
+        pthread_barrier_destroy(&minirso_barrier);
+    }
+    free(minirso_smem);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def mlp_lib(tmp_path_factory):
+    lib = build(tmp_path_factory, "mlp_kernel", MLP_HARNESS % {"mlp": kernels.MLP_SOURCE}, "-std=gnu99", "-pthread")
+    lib.mlp.argtypes = [P] * 6 + [ctypes.c_int] * 8
+    lib.mlp.restype = ctypes.c_int
+    return lib
+
+
+class HostRawKernel:
+    """Stands in for ``cupy.RawKernel(MLP_SOURCE, ...)``: the same launch (grid, block, args, shared_mem),
+    run by the host build on NumPy arrays, so minirso's own glue code drives the kernel here."""
+
+    def __init__(self, lib):
+        self.lib, self.launches = lib, 0
+
+    def __call__(self, grid, block, args, shared_mem=0):
+        self.launches += 1
+        arrays, ints = args[:6], args[6:]
+        assert all(a.flags.c_contiguous for a in arrays)
+        assert self.lib.mlp(*(ptr(a) for a in arrays), *(int(v) for v in ints), grid[0], block[0], shared_mem) == 0
+
+
+def _net(kind, seed):
+    from minirso import models, nn as mnn
+
+    if kind == "fig1":
+        return models.mlp([29, 16, 16, 10], output="softmax", seed=seed), "mse"
+    if kind == "relu_ce":
+        return models.mlp([13, 64, 7, 5], activation="relu", seed=seed), "cross_entropy_mean"
+    if kind == "nobias_ce_sum":
+        layers = [mnn.Dense(9, 12, bias=False), mnn.Tanh(), mnn.Dense(12, 6), mnn.Dense(6, 4, bias=False)]
+        return mnn.Sequential(layers, seed=seed), "cross_entropy"
+    return models.amc_deep_tanh(5, seed=seed, init="kaiming"), "mse"  # float regression targets
+
+
+@pytest.mark.parametrize("kind, n", [("fig1", 300), ("fig1", 256), ("relu_ce", 37), ("nobias_ce_sum", 513),
+                                     ("deep_tanh", 301)])
+def test_fused_mlp_loss_equals_the_plain_forward(mlp_lib, monkeypatch, kind, n):
+    """ModelLoss with the kernel (first product + ONE launch) against its plain forward on the same
+    parameters: Fig. 1 (softmax + MSE on one-hot labels), ReLU + mean cross-entropy at width 64 (the
+    kernel's limit), layers without bias and summed float64 cross-entropy, a deep tanh net with float
+    targets; N below, at and above a multiple of the 256-row block."""
+    from minirso.optim import ModelLoss
+
+    r = np.random.default_rng(n)
+    net, loss = _net(kind, seed=n)
+    # every parameter random and distinct (the init's zero biases would hide a wrong bias offset)
+    net.params[...] = (net.params * r.uniform(0.5, 3.0, net.num_params) + r.normal(0, 0.2, net.num_params)).astype(np.float32)
+    d = net.layers[0].in_features
+    x = (r.standard_normal((n, d)) * np.linspace(0.2, 2.0, d) + 0.3).astype(np.float32)
+    if kind == "deep_tanh":
+        y = np.tanh(x * 2.0).astype(np.float32)  # (N, 1) float targets
+    else:
+        y = r.integers(0, net.layers[-2 if kind == "fig1" else -1].out_features, n).astype(np.int64)
+    plain = ModelLoss(net, x, y, loss)(net.params)
+    fake = HostRawKernel(mlp_lib)
+    monkeypatch.setattr(kernels, "enabled", lambda xp: True)
+    monkeypatch.setattr(kernels, "_raw_kernel", lambda xp, name: fake)
+    fused = ModelLoss(net, x, y, loss)
+    assert fused._layout is False
+    u = fused(net.params)
+    assert fake.launches == 1 and fused._layout is not None  # the kernel ran
+    assert u == pytest.approx(plain, rel=2e-6)
+    # moving one weight of the last layer moves both alike (the offsets point at the right parameters)
+    net.params[-1] += np.float32(0.25)
+    plain2 = ModelLoss(net, x, y, loss)
+    monkeypatch.setattr(kernels, "enabled", lambda xp: False)
+    p2 = plain2(net.params)
+    monkeypatch.setattr(kernels, "enabled", lambda xp: True)
+    assert fused(net.params) == pytest.approx(p2, rel=2e-6) and abs(p2 - plain) > 1e-4 * abs(plain)
