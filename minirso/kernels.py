@@ -55,7 +55,8 @@ import numpy
 from .backend import get_array_module
 
 __all__ = ["PHILOX_SOURCE", "PROPOSAL_OPERATION", "NORMAL_OPERATION", "RNN_SOURCE", "enabled", "status",
-           "amc_proposal", "normal", "rnn_tanh", "rnn_launch_shape", "MLP_SOURCE", "mlp_tail"]
+           "amc_proposal", "normal", "rnn_tanh", "rnn_launch_shape", "MLP_SOURCE", "mlp_tail",
+           "MOVE_OPERATION", "MU_OPERATION", "amc_move", "amc_mu_update"]
 
 PHILOX_SOURCE = r"""
 /* Philox4x32-10 (Salmon et al. 2011) and the Box-Muller map of minirso.random, in C that is also CUDA C. */
@@ -112,6 +113,10 @@ MINIRSO_FN double minirso_normal(unsigned long long seed, unsigned long long str
 PROPOSAL_OPERATION = ("eps = mu + (T)scale * (T)minirso_normal(seed, stream, "
                       "offset + (unsigned long long)(i % row_len));")
 NORMAL_OPERATION = "z = (T)minirso_normal(seed, stream, offset + (unsigned long long)i);"
+# aMC's whole move in one pass: the proposal, x kept for an exact restore on rejection, x' = x + eps
+MOVE_OPERATION = PROPOSAL_OPERATION + " saved = x; x = x + eps;"
+# eq. (10) on acceptance: mu <- mu + epsilon (eps - mu), rounded as the array code (float32, no FMA)
+MU_OPERATION = "mu = mu + (T)epsilon * (eps - mu);"
 
 RNN_SOURCE = r"""
 /* One tanh RNN layer, h_t = tanh(W_ih x_t + W_hh h_{t-1} + b), h_0 = 0, all T steps in one launch.
@@ -310,6 +315,11 @@ _PARAMS = {
     "proposal_scalar": ("T mu, float64 scale, uint64 seed, uint64 stream, uint64 offset, int64 row_len", "T eps",
                         PROPOSAL_OPERATION),
     "normal": ("uint64 seed, uint64 stream, uint64 offset", "T z", NORMAL_OPERATION),
+    "move": ("T mu, S scale, uint64 seed, uint64 stream, uint64 offset, int64 row_len", "T x, T saved, T eps",
+             MOVE_OPERATION),
+    "move_scalar": ("T mu, float64 scale, uint64 seed, uint64 stream, uint64 offset, int64 row_len",
+                    "T x, T saved, T eps", MOVE_OPERATION),
+    "mu_update": ("T eps, float64 epsilon", "T mu", MU_OPERATION),
 }
 
 
@@ -363,6 +373,26 @@ def amc_proposal(mu, scale, seed, stream: int, offset: int):
         return _launch(xp, "proposal_scalar", mu, float(scale), seed, numpy.uint64(stream), numpy.uint64(offset),
                        numpy.int64(n))
     return _launch(xp, "proposal", mu, scale, seed, numpy.uint64(stream), numpy.uint64(offset), numpy.int64(n))
+
+
+def amc_move(x, saved, mu, scale, seed: int, stream: int, offset: int):
+    """aMC's move of all parameters in ONE launch: ``saved[:] = x``, ``eps = mu + scale z``, ``x += eps``.
+
+    The plain path is three passes over the buffer (``AMC.proposal``, the copy, the add); the result
+    is the same bit for bit (see :func:`amc_proposal`).  Returns eps, or None if the kernel is
+    unavailable (x and saved are then untouched).
+    """
+    xp = get_array_module(x)
+    eps = xp.empty_like(mu)
+    common = (numpy.uint64(seed), numpy.uint64(stream), numpy.uint64(offset), numpy.int64(mu.shape[-1]), x, saved, eps)
+    if isinstance(scale, (int, float, numpy.integer, numpy.floating)):
+        return _launch(xp, "move_scalar", mu, float(scale), *common)
+    return _launch(xp, "move", mu, scale, *common)
+
+
+def amc_mu_update(mu, eps, epsilon: float):
+    """Eq. (10) in place, ``mu += epsilon (eps - mu)``, in one launch; False if the kernel is unavailable."""
+    return _launch(get_array_module(mu), "mu_update", eps, float(epsilon), mu) is not None
 
 
 def normal(seed: int, stream: int, offset: int, n: int, xp, dtype):

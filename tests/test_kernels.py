@@ -58,6 +58,24 @@ void proposal_arrays(const float *mu_, const float *scale_, int scale_per_row, c
         out_[i] = eps;
     }
 }
+
+void move(const float *mu_, const float *scale_, int scale_is_array, double scale64, uint64_t seed, uint64_t stream,
+          uint64_t offset, int64_t row_len, float *x_, float *saved_, float *eps_)
+{
+    typedef float T;
+    for (long long i = 0; i < row_len; ++i) {
+        T mu = mu_[i], x = x_[i], saved, eps;
+        if (scale_is_array) { typedef float S; S scale = scale_[i]; %(move_op)s }
+        else { typedef double S; S scale = scale64; %(move_op)s }
+        x_[i] = x; saved_[i] = saved; eps_[i] = eps;
+    }
+}
+
+void mu_update(const float *eps_, double epsilon, int64_t count, float *mu_)
+{
+    typedef float T;
+    for (long long i = 0; i < count; ++i) { T eps = eps_[i], mu = mu_[i]; %(mu_op)s mu_[i] = mu; }
+}
 """
 
 U64, I64, F64, P = ctypes.c_uint64, ctypes.c_int64, ctypes.c_double, ctypes.c_void_p
@@ -79,13 +97,16 @@ def build(tmp_path_factory, name, source, *flags):
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
     source = HARNESS % {"philox": kernels.PHILOX_SOURCE, "normal_op": kernels.NORMAL_OPERATION,
-                        "proposal_op": kernels.PROPOSAL_OPERATION}
+                        "proposal_op": kernels.PROPOSAL_OPERATION, "move_op": kernels.MOVE_OPERATION,
+                        "mu_op": kernels.MU_OPERATION}
     # -ffp-contract=off: no fused multiply-add, as the GPU kernel is built with --fmad=false
     lib = build(tmp_path_factory, "kernels", source, "-std=c99", "-ffp-contract=off")
     lib.words.argtypes = [U64, U64, U64, I64, P]
     lib.normals.argtypes = [U64, U64, U64, I64, P]
     lib.proposal_scalar.argtypes = [P, F64, U64, U64, U64, I64, I64, P]
     lib.proposal_arrays.argtypes = [P, P, ctypes.c_int, P, U64, U64, I64, I64, P]
+    lib.move.argtypes = [P, P, ctypes.c_int, F64, U64, U64, U64, I64, P, P, P]
+    lib.mu_update.argtypes = [P, F64, I64, P]
     return lib
 
 
@@ -161,6 +182,32 @@ def test_amc_proposal_k_chains(lib):
     np.testing.assert_array_equal(out, mu + sigma[:, None] * z)
     ref = mu + sigma[:, None] * np.stack([mr.normal(int(s), stream, offset, p, np) for s in seeds])
     np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-9)
+
+
+def test_amc_move_and_mu_update(lib):
+    """The fused move: saved = x, eps = the proposal, x = x + eps, bit for bit the plain three passes
+    (scalar sigma and lambda sigma); eq. (10) bit for bit the plain ``mu += epsilon * (eps - mu)``."""
+    r = np.random.default_rng(5)
+    p, seed, stream, offset = 3001, 77, 11, 12 * 3001
+    mu = (r.standard_normal(p) * 1e-3).astype(np.float32)
+    x0 = (r.standard_normal(p) * 0.3 + 0.1).astype(np.float32)
+    z = c_normals(lib, seed, stream, offset, p)
+    lam_sigma = (r.uniform(0.5, 2.0, p) * np.float32(0.02)).astype(np.float32)
+    for scale in (0.0173, lam_sigma):
+        x, saved, eps = x0.copy(), np.full(p, np.nan, np.float32), np.full(p, np.nan, np.float32)
+        is_array = isinstance(scale, np.ndarray)
+        lib.move(ptr(mu), ptr(scale) if is_array else None, int(is_array), 0.0 if is_array else scale, seed, stream,
+                 offset, p, ptr(x), ptr(saved), ptr(eps))
+        ref_eps = mu + scale * z
+        np.testing.assert_array_equal(eps, ref_eps)
+        np.testing.assert_array_equal(saved, x0)
+        np.testing.assert_array_equal(x, x0 + ref_eps)
+    m = mu.copy()
+    lib.mu_update(ptr(eps), 0.013, p, ptr(m))
+    ref = mu.copy()
+    ref += 0.013 * (eps - ref)
+    np.testing.assert_array_equal(m, ref)
+    assert not np.array_equal(m, mu)
 
 
 def test_failed_kernel_falls_back_with_one_warning(monkeypatch):
@@ -433,3 +480,60 @@ def test_fused_mlp_loss_equals_the_plain_forward(mlp_lib, monkeypatch, kind, n):
     p2 = plain2(net.params)
     monkeypatch.setattr(kernels, "enabled", lambda xp: True)
     assert fused(net.params) == pytest.approx(p2, rel=2e-6) and abs(p2 - plain) > 1e-4 * abs(plain)
+
+
+class HostElementwise:
+    """Stands in for the ``cupy.ElementwiseKernel`` objects of the aMC move (same positional arguments
+    as minirso's glue passes them), run by the host build of the same operation text."""
+
+    def __init__(self, lib, name):
+        self.lib, self.name = lib, name
+
+    def __call__(self, *args):
+        if self.name == "mu_update":
+            eps, epsilon, mu = args
+            self.lib.mu_update(ptr(eps), epsilon, mu.size, ptr(mu))
+            return mu
+        assert self.name in ("move", "move_scalar"), self.name
+        mu, scale, seed, stream, offset, row_len, x, saved, eps = args
+        is_array = self.name == "move"
+        if is_array:
+            scale = np.ascontiguousarray(np.broadcast_to(scale, mu.shape), dtype=np.float32)
+        self.lib.move(ptr(mu), ptr(scale) if is_array else None, int(is_array), 0.0 if is_array else scale,
+                      int(seed), int(stream), int(offset), int(row_len), ptr(x), ptr(saved), ptr(eps))
+        return eps
+
+
+@pytest.mark.parametrize("signal_norm", [False, True])
+def test_amc_with_every_fused_kernel_takes_the_plain_decisions(lib, mlp_lib, monkeypatch, signal_norm):
+    """aMC on the Fig. 1 net as it runs on a GPU (fused move, fused eq. 10, fused forward + loss where
+    no signal norm is recorded), driven by minirso's own glue code through the host builds, against
+    the plain NumPy run from the same start: the same accept / reject decision at every step, sigma
+    decays included, and the same parameters up to float32 rounding."""
+    from minirso import models
+    from minirso.optim import AMC, ModelLoss
+
+    r = np.random.default_rng(11)
+    x = (r.random((300, 29)) * np.linspace(0.1, 1.0, 29)).astype(np.float32)
+    y = r.integers(0, 10, 300).astype(np.int64)
+
+    def run(fused):
+        net = models.mlp([29, 16, 16, 10], output="softmax", seed=4, init=("gaussian", 0.3))
+        opt = AMC(net.params, ModelLoss(net, x, y, "mse"), sigma0=0.05, epsilon=0.2, n_s=3,
+                  signal_norm=signal_norm, seed=9)
+        with monkeypatch.context() as m:
+            if fused:
+                m.setattr(kernels, "enabled", lambda xp: True)
+                m.setattr(kernels, "_kernel", lambda xp, name: HostElementwise(lib, name))
+                m.setattr(kernels, "_raw_kernel", lambda xp, name: HostRawKernel(mlp_lib))
+            decisions = [opt.step()["accepted"] for _ in range(40)]
+            assert kernels.status() == "on"
+        return decisions, opt, net
+
+    (d_plain, o_plain, n_plain), (d_fused, o_fused, n_fused) = run(False), run(True)
+    assert d_fused == d_plain
+    assert 5 < sum(d_plain) < 35 and o_plain.sigma < 0.05  # both outcomes and at least one decay were tested
+    assert o_fused.sigma == o_plain.sigma and o_fused.n_cr == o_plain.n_cr
+    np.testing.assert_allclose(n_fused.params, n_plain.params, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(o_fused.mu, o_plain.mu, rtol=1e-4, atol=1e-8)
+    assert o_fused.loss == pytest.approx(o_plain.loss, rel=1e-5)

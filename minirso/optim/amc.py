@@ -141,13 +141,30 @@ class AMC(Optimizer):
         """eps of step ``step`` (eq. 9): ``mu + lambda sigma z``, z the step's standard normals. (P,)"""
         hp, p = self.hyperparameters, self.params
         xp = get_array_module(p)
-        scale = self.sigma if self.lam is None else self.lam * p.dtype.type(self.sigma)  # (P,) or scalar
+        scale = self._scale()  # (P,) or scalar
         if kernels.enabled(xp):  # GPU: normals, scale and mu in ONE kernel instead of ~100 (minirso.kernels)
             eps = kernels.amc_proposal(self.mu, scale, hp["seed"], STREAM_PROPOSAL, step * p.size)
             if eps is not None:
                 return eps
         z = normal(hp["seed"], STREAM_PROPOSAL, step * p.size, p.size, xp, dtype=p.dtype)  # (P,)
         return self.mu + scale * z  # one elementwise expression over the whole flat buffer
+
+    def _scale(self):
+        """lambda_i sigma (P,) with signal norm, else the scalar sigma: the std of the proposal (eq. 9)."""
+        return self.sigma if self.lam is None else self.lam * self.params.dtype.type(self.sigma)
+
+    def _move(self, step: int):
+        """``x <- x + eps`` for step ``step``, keeping x in ``_saved`` (an exact restore on rejection); returns eps."""
+        p = self.params
+        if kernels.enabled(get_array_module(p)):  # GPU: draw, copy and add in ONE pass over the buffer
+            eps = kernels.amc_move(p, self._saved, self.mu, self._scale(), self.hyperparameters["seed"],
+                                   STREAM_PROPOSAL, step * p.size)
+            if eps is not None:
+                return eps
+        eps = self.proposal(step)
+        self._saved[...] = p
+        p += eps
+        return eps
 
     def step(self) -> dict:
         """One Monte Carlo move; returns ``{"step", "loss", "accepted", "sigma", "batch"}``."""
@@ -160,9 +177,7 @@ class AMC(Optimizer):
             self.loss, self.lam, err = self._evaluate()
         u0 = _finite_or_inf(self.loss)
         # 2. proposal: x' = x + eps; a copy of x is kept to restore it exactly on rejection
-        eps = self.proposal(n)
-        self._saved[...] = self.params
-        self.params += eps
+        eps = self._move(n)
         u1, lam1, err1 = self._evaluate()
         if not math.isfinite(u1):
             self.nonfinite += 1
@@ -176,7 +191,8 @@ class AMC(Optimizer):
             accept = False
         if accept:  # 3.
             self.loss, self.lam, err = u1, lam1, err1
-            self.mu += hp["epsilon"] * (eps - self.mu)  # eq. (10)
+            if not (kernels.enabled(get_array_module(eps)) and kernels.amc_mu_update(self.mu, eps, hp["epsilon"])):
+                self.mu += hp["epsilon"] * (eps - self.mu)  # eq. (10) (on a GPU: the same in one kernel)
             self.n_cr = 0
             self.accepted += 1
         else:  # 4.
