@@ -41,6 +41,19 @@ another order than the BLAS product of the plain loop, so the two agree to
 float32 rounding, not bit for bit (over hundreds of steps the chaotic
 recurrence amplifies that, as between any two implementations).
 
+aMC's step on a GPU is otherwise launch-bound as well: for the Fig. 1 net (13,002 parameters,
+60,000 rows) the plain step is about 25 launches (by count of the code), most on arrays of a few thousand
+numbers, while the one large piece of work (the first product, x W^T over 60,000 x 784 inputs)
+is a single cuBLAS call.  So the move is ONE kernel (``MOVE_OPERATION``: the proposal, the copy
+of x kept for a rejection, the add; three passes in the plain code), eq. (10) is one
+(``MU_OPERATION``), and everything after the first product is one (``MLP_SOURCE``: the first
+bias and activation, the small Dense layers, softmax, the per-row loss and per-block sums, a
+thread per row), used by :class:`minirso.optim.ModelLoss` for chains of Dense layers up to 64
+wide.  A step is then about 5 launches and one host read.  (CUDA graphs would remove the launches
+altogether, but CuPy refuses cuBLAS calls during stream capture, so a step with a product
+cannot be captured.)  The move is bit for bit the plain code; the MLP tail sums in another order
+than cuBLAS and the plain reductions, so its loss agrees to float32 rounding.
+
 If a kernel fails to compile on some CUDA set-up, the first call warns once
 and the plain path is used from then on (``status()`` says which).
 """
