@@ -228,9 +228,10 @@ def test_failed_kernel_falls_back_with_one_warning(monkeypatch):
 
 
 # ---- the persistent RNN kernel, run on the CPU: one POSIX thread per CUDA thread ---------------------------
-RNN_HARNESS = r"""
+THREADS_HARNESS = r"""
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #define MINIRSO_HOST
@@ -240,54 +241,69 @@ static pthread_barrier_t minirso_barrier;
 static pthread_mutex_t minirso_mutex = PTHREAD_MUTEX_INITIALIZER;
 static __thread int minirso_tid;
 static int minirso_bid, minirso_nthreads;
-static float *minirso_smem;
+static void *minirso_smem;
 #define MINIRSO_TID minirso_tid
 #define MINIRSO_BID minirso_bid
 #define MINIRSO_NTHREADS minirso_nthreads
-#define MINIRSO_SHARED(name) float *name = minirso_smem
+#define MINIRSO_SHARED(name) float *name = (float *)minirso_smem
+#define MINIRSO_SHARED_DOUBLE(name) double *name = (double *)minirso_smem
 #define MINIRSO_SYNC() pthread_barrier_wait(&minirso_barrier)
 static void minirso_atomic_add(double *p, double v)
 {
     pthread_mutex_lock(&minirso_mutex); *p += v; pthread_mutex_unlock(&minirso_mutex);
 }
 #define MINIRSO_ATOMIC_ADD(p, v) minirso_atomic_add((p), (v))
-%(rnn)s
 
-struct call { const float *x, *w_ih, *w_hh, *bias; float *seq, *last; double *hh;
-              int T, N, I, H, S, write_seq, record, tid; };
+static void (*minirso_body)(void);  /* calls the kernel with the arguments of the current launch */
 
-static void *run(void *p)
+static void *minirso_thread(void *tid)
 {
-    struct call *c = p;
-    minirso_tid = c->tid;
-    minirso_rnn_tanh(c->x, c->w_ih, c->w_hh, c->bias, c->seq, c->last, c->hh,
-                     c->T, c->N, c->I, c->H, c->S, c->write_seq, c->record);
+    minirso_tid = (int)(intptr_t)tid;
+    minirso_body();
     return NULL;
 }
 
-/* the launch <<<blocks, threads, shared>>>, block after block; shared memory starts as NaN garbage */
-int rnn(const float *x, const float *w_ih, const float *w_hh, const float *bias, float *seq, float *last,
-        double *hh, int T, int N, int I, int H, int S, int write_seq, int record, int blocks, int threads,
-        int shared)
+/* the launch <<<blocks, threads, shared>>>, block after block, one POSIX thread per CUDA thread;
+ * shared memory starts as NaN garbage */
+static int minirso_launch(void (*body)(void), int blocks, int threads, int shared)
 {
     pthread_t th[1024];
-    struct call calls[1024];
+    minirso_body = body;
     minirso_nthreads = threads;
     minirso_smem = malloc(shared);
     for (int b = 0; b < blocks; ++b) {
         memset(minirso_smem, 0xFF, shared);
         minirso_bid = b;
         pthread_barrier_init(&minirso_barrier, NULL, threads);
-        for (int t = 0; t < threads; ++t) {
-            struct call c = {x, w_ih, w_hh, bias, seq, last, hh, T, N, I, H, S, write_seq, record, t};
-            calls[t] = c;
-            if (pthread_create(&th[t], NULL, run, &calls[t])) return -1;
-        }
+        for (int t = 0; t < threads; ++t)
+            if (pthread_create(&th[t], NULL, minirso_thread, (void *)(intptr_t)t)) return -1;
         for (int t = 0; t < threads; ++t) pthread_join(th[t], NULL);
         pthread_barrier_destroy(&minirso_barrier);
     }
     free(minirso_smem);
     return 0;
+}
+"""
+
+
+RNN_HARNESS = THREADS_HARNESS + r"""
+%(rnn)s
+
+static struct { const float *x, *w_ih, *w_hh, *bias; float *seq, *last; double *hh;
+                int T, N, I, H, S, write_seq, record; } A;
+
+static void body(void)
+{
+    minirso_rnn_tanh(A.x, A.w_ih, A.w_hh, A.bias, A.seq, A.last, A.hh, A.T, A.N, A.I, A.H, A.S, A.write_seq, A.record);
+}
+
+int rnn(const float *x, const float *w_ih, const float *w_hh, const float *bias, float *seq, float *last,
+        double *hh, int T, int N, int I, int H, int S, int write_seq, int record, int blocks, int threads,
+        int shared)
+{
+    A.x = x; A.w_ih = w_ih; A.w_hh = w_hh; A.bias = bias; A.seq = seq; A.last = last; A.hh = hh;
+    A.T = T; A.N = N; A.I = I; A.H = H; A.S = S; A.write_seq = write_seq; A.record = record;
+    return minirso_launch(body, blocks, threads, shared);
 }
 """
 
@@ -353,59 +369,25 @@ def test_rnn_launch_shape():
 
 
 # ---- the fused small-MLP tail, run on the CPU the same way ----------------------------------------------
-MLP_HARNESS = r"""
-#include <math.h>
-#include <pthread.h>
-#include <stdlib.h>
-#include <string.h>
-#define MINIRSO_HOST
-#define MINIRSO_KERNEL static void
-#define MINIRSO_RESTRICT restrict
-static pthread_barrier_t minirso_barrier;
-static __thread int minirso_tid;
-static int minirso_bid, minirso_nthreads;
-static double *minirso_smem;
-#define MINIRSO_TID minirso_tid
-#define MINIRSO_BID minirso_bid
-#define MINIRSO_NTHREADS minirso_nthreads
-#define MINIRSO_SHARED_DOUBLE(name) double *name = minirso_smem
-#define MINIRSO_SYNC() pthread_barrier_wait(&minirso_barrier)
+MLP_HARNESS = THREADS_HARNESS + r"""
 %(mlp)s
 
-struct call { const float *z1, *params; const long long *layout, *labels; const float *targets; double *partial;
-              int N, L, softmax, loss, target_kind, tid; };
+static struct { const float *z1, *params; const long long *layout, *labels; const float *targets; double *partial;
+                int N, L, softmax, loss, target_kind; } A;
 
-static void *run(void *p)
+static void body(void)
 {
-    struct call *c = p;
-    minirso_tid = c->tid;
-    minirso_mlp_tail(c->z1, c->params, c->layout, c->labels, c->targets, c->partial, c->N, c->L, c->softmax,
-                     c->loss, c->target_kind);
-    return NULL;
+    minirso_mlp_tail(A.z1, A.params, A.layout, A.labels, A.targets, A.partial, A.N, A.L, A.softmax, A.loss,
+                     A.target_kind);
 }
 
 int mlp(const float *z1, const float *params, const long long *layout, const long long *labels,
         const float *targets, double *partial, int N, int L, int softmax, int loss, int target_kind,
         int blocks, int threads, int shared)
 {
-    pthread_t th[1024];
-    struct call calls[1024];
-    minirso_nthreads = threads;
-    minirso_smem = malloc(shared);
-    for (int b = 0; b < blocks; ++b) {
-        memset(minirso_smem, 0xFF, shared);
-        minirso_bid = b;
-        pthread_barrier_init(&minirso_barrier, NULL, threads);
-        for (int t = 0; t < threads; ++t) {
-            struct call c = {z1, params, layout, labels, targets, partial, N, L, softmax, loss, target_kind, t};
-            calls[t] = c;
-            if (pthread_create(&th[t], NULL, run, &calls[t])) return -1;
-        }
-        for (int t = 0; t < threads; ++t) pthread_join(th[t], NULL);
-        pthread_barrier_destroy(&minirso_barrier);
-    }
-    free(minirso_smem);
-    return 0;
+    A.z1 = z1; A.params = params; A.layout = layout; A.labels = labels; A.targets = targets; A.partial = partial;
+    A.N = N; A.L = L; A.softmax = softmax; A.loss = loss; A.target_kind = target_kind;
+    return minirso_launch(body, blocks, threads, shared);
 }
 """
 
