@@ -380,12 +380,17 @@ def amc_proposal(mu, scale, seed, stream: int, offset: int):
     ``mu + scale * normal(seed, stream, offset, P)`` up to libm's last bit of log / cos.
     """
     xp = get_array_module(mu)
-    n = mu.shape[-1]
     seed = numpy.uint64(seed) if isinstance(seed, (int, numpy.integer)) else seed.astype(numpy.uint64, copy=False)
-    if isinstance(scale, (int, float, numpy.integer, numpy.floating)):  # a scalar sigma (no signal norm)
-        return _launch(xp, "proposal_scalar", mu, float(scale), seed, numpy.uint64(stream), numpy.uint64(offset),
-                       numpy.int64(n))
-    return _launch(xp, "proposal", mu, scale, seed, numpy.uint64(stream), numpy.uint64(offset), numpy.int64(n))
+    name, scale = _scaled("proposal", scale)
+    return _launch(xp, name, mu, scale, seed, numpy.uint64(stream), numpy.uint64(offset), numpy.int64(mu.shape[-1]))
+
+
+def _scaled(name, scale):
+    """``(kernel name, scale argument)``: a scalar sigma (no signal norm) takes the ``_scalar`` kernel with a
+    float64 scale, because a Python float cannot bind the type placeholder of an array argument."""
+    if isinstance(scale, (int, float, numpy.integer, numpy.floating)):
+        return f"{name}_scalar", float(scale)
+    return name, scale
 
 
 def amc_move(x, saved, mu, scale, seed: int, stream: int, offset: int):
@@ -397,10 +402,9 @@ def amc_move(x, saved, mu, scale, seed: int, stream: int, offset: int):
     """
     xp = get_array_module(x)
     eps = xp.empty_like(mu)
-    common = (numpy.uint64(seed), numpy.uint64(stream), numpy.uint64(offset), numpy.int64(mu.shape[-1]), x, saved, eps)
-    if isinstance(scale, (int, float, numpy.integer, numpy.floating)):
-        return _launch(xp, "move_scalar", mu, float(scale), *common)
-    return _launch(xp, "move", mu, scale, *common)
+    name, scale = _scaled("move", scale)
+    return _launch(xp, name, mu, scale, numpy.uint64(seed), numpy.uint64(stream), numpy.uint64(offset),
+                   numpy.int64(mu.shape[-1]), x, saved, eps)
 
 
 def amc_mu_update(mu, eps, epsilon: float):
@@ -455,9 +459,10 @@ def mlp_tail(z1, params, layout, labels, targets, softmax: bool, loss: int):
         return None
     blocks = -(-n // MLP_THREADS)
     partial = xp.empty(blocks, dtype=numpy.float64)
-    dummy = xp.zeros(1, dtype=numpy.int64)
-    lab = dummy if labels is None else xp.ascontiguousarray(labels, dtype=numpy.int64)
-    tgt = dummy.view(numpy.float32) if targets is None else xp.ascontiguousarray(targets, dtype=numpy.float32)
+    # the kernel never reads the unused one of labels / targets: ``partial`` fills its pointer slot
+    # (no extra allocation and memset per call on this hot path)
+    lab = partial if labels is None else xp.ascontiguousarray(labels, dtype=numpy.int64)
+    tgt = partial if targets is None else xp.ascontiguousarray(targets, dtype=numpy.float32)
     args = (xp.ascontiguousarray(z1), params, layout, lab, tgt, partial, numpy.int32(n), numpy.int32(layout.shape[0]),
             numpy.int32(bool(softmax)), numpy.int32(loss), numpy.int32(targets is not None))
     if _launch(xp, "mlp_tail", (blocks,), (MLP_THREADS,), args, 8 * MLP_THREADS) is None and _STATE["failed"] is not None:
