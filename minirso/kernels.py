@@ -39,7 +39,9 @@ can run the SAME text on the CPU with one POSIX thread per CUDA thread and a
 barrier for ``__syncthreads`` (``tests/test_kernels.py``).  Its sums run in
 another order than the BLAS product of the plain loop, so the two agree to
 float32 rounding, not bit for bit (over hundreds of steps the chaotic
-recurrence amplifies that, as between any two implementations).
+recurrence amplifies that, as between any two implementations).  It needs
+compute capability 6.0 or newer (a float64 ``atomicAdd``); older GPUs run the
+plain loop.
 
 aMC's step on a GPU is otherwise launch-bound as well: for the Fig. 1 net (13,002 parameters,
 60,000 rows) the plain step is about 25 launches (by count of the code), most on arrays of a few thousand
@@ -69,7 +71,8 @@ from .backend import get_array_module
 
 __all__ = ["PHILOX_SOURCE", "PROPOSAL_OPERATION", "NORMAL_OPERATION", "RNN_SOURCE", "enabled", "status",
            "amc_proposal", "normal", "rnn_tanh", "rnn_launch_shape", "MLP_SOURCE", "mlp_tail",
-           "MOVE_OPERATION", "MU_OPERATION", "amc_move", "amc_mu_update"]
+           "MOVE_OPERATION", "MU_OPERATION", "amc_move", "amc_mu_update", "compute_capability",
+           "RNN_MIN_CAPABILITY"]
 
 PHILOX_SOURCE = r"""
 /* Philox4x32-10 (Salmon et al. 2011) and the Box-Muller map of minirso.random, in C that is also CUDA C. */
@@ -289,6 +292,14 @@ MLP_THREADS = 256  # rows per block (a power of two: the block sum is a tree)
 _SHARED_LIMIT = 48 * 1024  # bytes of shared memory a block may use without opting in
 
 
+RNN_MIN_CAPABILITY = 60  # double atomicAdd (CUDA C++ Programming Guide, "atomicAdd()": compute capability 6.x+)
+
+
+def compute_capability(xp) -> int:
+    """The current GPU's compute capability as an int (``"90"`` -> 90: an H100); CuPy returns it as a string."""
+    return int(xp.cuda.Device().compute_capability)
+
+
 def rnn_launch_shape(n: int, input_size: int, hidden: int):
     """``(S, blocks, threads, shared bytes)`` for :data:`RNN_SOURCE`, or None when the layer does not fit.
 
@@ -403,8 +414,11 @@ def amc_move(x, saved, mu, scale, seed: int, stream: int, offset: int):
     xp = get_array_module(x)
     eps = xp.empty_like(mu)
     name, scale = _scaled("move", scale)
-    return _launch(xp, name, mu, scale, numpy.uint64(seed), numpy.uint64(stream), numpy.uint64(offset),
-                   numpy.int64(mu.shape[-1]), x, saved, eps)
+    out = _launch(xp, name, mu, scale, numpy.uint64(seed), numpy.uint64(stream), numpy.uint64(offset),
+                  numpy.int64(mu.shape[-1]), x, saved, eps)
+    # an ElementwiseKernel with several outputs returns them all as a tuple (CuPy's _kernel.pyx:
+    # ``ret = tuple(out_args)`` when nout > 1): (x, saved, eps); eps was filled in place either way
+    return None if out is None else eps
 
 
 def amc_mu_update(mu, eps, epsilon: float):
@@ -424,13 +438,17 @@ def rnn_tanh(x_tm, w_ih, w_hh, bias, return_sequences: bool, record: bool):
     """One tanh RNN layer in one launch: ``(seq (T, N, H) or None, last (N, H), sum |h_{t-1}|^2 or None)``.
 
     ``x_tm`` (T, N, I) float32, time-major.  Returns None when the layer does not fit the kernel
-    (see :func:`rnn_launch_shape`) or the kernel is unavailable; the caller then runs the plain loop.
+    (see :func:`rnn_launch_shape`), the GPU's compute capability is below 6.0 (the kernel adds the
+    float64 statistic with ``atomicAdd(double *, double)``, which CUDA provides from 6.0 on), or the
+    kernel is unavailable; the caller then runs the plain loop.
     """
     xp = get_array_module(x_tm)
     t_len, n, i = x_tm.shape
     hidden = w_hh.shape[0]
     shape = rnn_launch_shape(n, i, hidden)
     if shape is None or x_tm.dtype != numpy.float32 or t_len == 0 or n == 0:  # (0 blocks is a launch error)
+        return None
+    if compute_capability(xp) < RNN_MIN_CAPABILITY:
         return None
     s, blocks, threads, shared = shape
     x_tm = xp.ascontiguousarray(x_tm)
@@ -457,13 +475,15 @@ def mlp_tail(z1, params, layout, labels, targets, softmax: bool, loss: int):
     n = z1.shape[0]
     if n == 0 or z1.dtype != numpy.float32 or params.dtype != numpy.float32:
         return None
+    z1 = xp.ascontiguousarray(z1)
     blocks = -(-n // MLP_THREADS)
     partial = xp.empty(blocks, dtype=numpy.float64)
-    # the kernel never reads the unused one of labels / targets: ``partial`` fills its pointer slot
-    # (no extra allocation and memset per call on this hot path)
-    lab = partial if labels is None else xp.ascontiguousarray(labels, dtype=numpy.int64)
-    tgt = partial if targets is None else xp.ascontiguousarray(targets, dtype=numpy.float32)
-    args = (xp.ascontiguousarray(z1), params, layout, lab, tgt, partial, numpy.int32(n), numpy.int32(layout.shape[0]),
+    # the kernel never reads the unused one of labels / targets; an array of the slot's own type fills it
+    # (int64 ``layout`` for ``long long *labels``, float32 ``z1`` for ``float *targets``): no allocation
+    # on this hot path, and no pointer of one type passed where the kernel declares another
+    lab = layout if labels is None else xp.ascontiguousarray(labels, dtype=numpy.int64)
+    tgt = z1 if targets is None else xp.ascontiguousarray(targets, dtype=numpy.float32)
+    args = (z1, params, layout, lab, tgt, partial, numpy.int32(n), numpy.int32(layout.shape[0]),
             numpy.int32(bool(softmax)), numpy.int32(loss), numpy.int32(targets is not None))
     if _launch(xp, "mlp_tail", (blocks,), (MLP_THREADS,), args, 8 * MLP_THREADS) is None and _STATE["failed"] is not None:
         return None

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy
 
-from .backend import get_array_module
+from .backend import get_array_module, to_numpy
 from .nn.functional import log_softmax
 
-__all__ = ["cross_entropy", "mse", "accuracy", "one_hot"]
+__all__ = ["cross_entropy", "mse", "accuracy", "one_hot", "check_labels"]
 
 
 def _reduce(per_sample, reduction):
@@ -35,6 +35,31 @@ def _check_labels(logits, labels, who):
     if isinstance(labels, numpy.ndarray) and labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
         raise ValueError(f"{who}: labels must be in [0, {logits.shape[1]}), got values in "
                          f"[{labels.min()}, {labels.max()}]")
+
+
+def check_labels(labels, num_classes: int, who: str):
+    """Raise ValueError unless ``labels`` are integer class indices in ``[0, num_classes)``, naming the bad values.
+
+    Call it ONCE where labels enter (a dataset, an optimizer, a loss object), not in every loss
+    evaluation: on a GPU it is a host read.  It matters there most, because CuPy wraps an
+    out-of-bounds integer index around instead of raising (CuPy's "Differences between CuPy and
+    NumPy"), so a bad label would silently score another class, and ``one_hot`` gives a bad
+    label an all-zero row on every backend.
+    """
+    if getattr(labels, "dtype", None) is None or labels.dtype.kind not in "iu":
+        raise ValueError(f"{who}: labels must be an integer array of class indices, got "
+                         f"{getattr(labels, 'dtype', type(labels).__name__)}")
+    if labels.size == 0:
+        return
+    xp = get_array_module(labels)
+    lo, hi = (int(v) for v in to_numpy(xp.stack([labels.min(), labels.max()])))  # host sync: once per data set
+    if lo < 0 or hi >= num_classes:
+        host = to_numpy(labels).reshape(-1)  # only on the error path
+        bad = numpy.unique(host[(host < 0) | (host >= num_classes)])
+        raise ValueError(f"{who}: labels must be class indices in [0, {num_classes}) for {num_classes} outputs, got "
+                         f"{int(((host < 0) | (host >= num_classes)).sum())} out of range (values "
+                         f"{', '.join(str(v) for v in bad[:5])}{', ...' if bad.size > 5 else ''}); labels are "
+                         f"0-based (1-based labels: subtract 1), and the model's last layer needs one output per class")
 
 
 def cross_entropy(logits, labels, reduction: str = "mean", dtype=numpy.float32):

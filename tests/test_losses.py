@@ -267,3 +267,61 @@ def test_out_of_range_labels_are_rejected_on_host():
         with pytest.raises(ValueError, match=r"labels must be in \[0, 4\)"):
             accuracy(logits, np.array(bad))
 
+
+
+# ---- labels checked once, where they enter, on every backend -----------------------------------
+
+def test_check_labels_names_the_bad_values(xp):
+    from minirso.losses import check_labels
+
+    check_labels(xp.asarray(np.array([0, 9, 3, 9], np.int64)), 10, "here")  # in range: silent
+    with pytest.raises(ValueError, match=r"here: labels must be class indices in \[0, 10\).*2 out of range "
+                                         r"\(values -1, 12\)"):
+        check_labels(xp.asarray(np.array([1, 12, -1, 4], np.int64)), 10, "here")
+    with pytest.raises(ValueError, match="integer array"):
+        check_labels(xp.asarray(np.array([0.0, 1.0])), 10, "here")
+
+
+def _bad_label_data(xp, n=12, offset=0):
+    r = np.random.default_rng(2)
+    x = xp.asarray(r.standard_normal((n, 6)).astype(np.float32))
+    y = r.integers(0, 4, n).astype(np.int64)
+    y[5] = 4 + offset  # one label past the last class (CuPy would wrap it to another class silently)
+    return x, xp.asarray(y)
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy", "cross_entropy_mean"])
+def test_model_loss_rejects_out_of_range_labels(xp, loss):
+    """An out-of-range label is an error at ModelLoss(...), with MSE too (one_hot gives it an all-zero row)."""
+    from minirso import models
+    from minirso.optim import ModelLoss
+
+    net = models.mlp([6, 5, 4], output="softmax", seed=1)
+    x, y = _bad_label_data(xp, offset=1000)
+    with pytest.raises(ValueError, match=r"ModelLoss: labels must be class indices in \[0, 4\).*1004"):
+        ModelLoss(net, x, y, loss)
+    ModelLoss(net, x, y % 4, loss)  # the same data in range: accepted
+
+
+def test_optimizers_reject_out_of_range_labels(xp):
+    """RSO and ChainsLoss check their labels once, at construction, against the model's outputs."""
+    from minirso import models
+    from minirso.optim import RSO, ChainsLoss
+
+    net = models.mlp([6, 5, 4], seed=1)
+    x, y = _bad_label_data(xp)
+    with pytest.raises(ValueError, match=r"RSO: labels must be class indices in \[0, 4\)"):
+        RSO(net, x, y, cycles=1, batch_size=4)
+    with pytest.raises(ValueError, match=r"ChainsLoss: labels must be class indices in \[0, 4\)"):
+        ChainsLoss(net, x, y, "mse")
+    with pytest.raises(ValueError, match=r"RSO: labels .*12 out of range \(values -7, -5, -4, -3\)"):
+        RSO(net, x, y - 7, cycles=1, batch_size=4)
+
+
+def test_dataset_rejects_out_of_range_labels():
+    from minirso.data import Dataset
+
+    x = np.zeros((3, 1, 2, 2), np.float32)
+    Dataset(x, np.array([0, 1, 2]), x, np.array([2, 1, 0]), name="t", source="test", classes=("a", "b", "c"))
+    with pytest.raises(ValueError, match=r"Dataset 't' y_test: labels must be class indices in \[0, 3\).*values 3"):
+        Dataset(x, np.array([0, 1, 2]), x, np.array([3, 1, 0]), name="t", source="test", classes=("a", "b", "c"))

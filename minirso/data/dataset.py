@@ -13,6 +13,8 @@ import dataclasses
 
 import numpy
 
+from ..losses import check_labels
+
 __all__ = ["Dataset", "normalize"]
 
 
@@ -31,6 +33,11 @@ class Dataset:
     name: str
     source: str  # one line: the files (or bundle) the arrays were read from
     classes: tuple = ()
+
+    def __post_init__(self):  # labels are checked once, here, where they enter (host arrays: no GPU read)
+        if self.classes:
+            for split, y in (("y_train", self.y_train), ("y_test", self.y_test)):
+                check_labels(y, len(self.classes), f"Dataset {self.name!r} {split}")
 
     def __repr__(self) -> str:  # the default repr would print the arrays
         return (f"Dataset({self.name!r}, train {self.x_train.shape} {self.x_train.dtype}, "

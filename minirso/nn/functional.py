@@ -272,7 +272,10 @@ def batch_norm_train(x, gamma, beta, eps):
     xp = get_array_module(x)
     n, c = x.shape[0], x.shape[1]
     x3 = x.reshape(n, c, -1)  # (N, C, L), L = the spatial size (1 for (N, C) inputs)
-    count = n * x3.shape[2]
+    # the count as the array's own float type: a Python int >= 65,536 would promote float32 to float64 on
+    # CuPy 13, which still casts Python scalars by value (a uint32 there); NumPy 2 and CuPy 14 round it to
+    # float32 anyway, so the quotient is the same bits everywhere
+    count = x.dtype.type(n * x3.shape[2])
     # Sums per (sample, channel) row, then over samples as contiguous (C, N) rows: every channel is
     # summed in the same order whatever C is, so BatchNorm of channel c alone gives bit for bit the
     # values it gets among all C (RSO's incremental evaluator relies on that), and pairwise (accurate).
@@ -295,8 +298,8 @@ def standardize(x, ndim, eps):
     for the mean but splits rows differently with their number.
     """
     xp = get_array_module(x)
-    f = int(numpy.prod(x.shape[x.ndim - ndim :]))
-    x2 = x.reshape(-1, f)  # (M, F): one row per sample (and leading position)
+    f = x.dtype.type(numpy.prod(x.shape[x.ndim - ndim :]))  # as x's float type (see batch_norm_train: CuPy 13)
+    x2 = x.reshape(-1, int(f))  # (M, F): one row per sample (and leading position)
     mean = xp.einsum("mf->m", x2) / f  # (M,)
     d = x2 - mean[:, None]  # (M, F) centred once: the only full-size temporary
     var = xp.einsum("mf,mf->m", d, d) / f  # (M,) row sums of squares, without a squared temporary

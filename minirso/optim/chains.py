@@ -41,7 +41,7 @@ from ..nn import functional as F
 from ..random import normal
 from .amc import AMC, STREAM_PROPOSAL
 from .base import Optimizer, check_int, check_positive, check_seed
-from .evaluate import resolve_loss
+from .evaluate import check_class_labels, resolve_loss
 
 __all__ = ["AMCChains", "ChainsLoss"]
 
@@ -67,6 +67,7 @@ class ChainsLoss:
                                  f"forward; supported: {', '.join(c.__name__ for c in _SUPPORTED)}")
         self.model, self.x, self.y = model, x, y
         self.loss_name, self.loss_fn = resolve_loss(loss)
+        check_class_labels(model, x, y, self.loss_name, "ChainsLoss")
         self._groups = {g.name: g for g in model.param_groups}
 
     @property

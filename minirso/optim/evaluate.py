@@ -22,10 +22,10 @@ import numpy
 
 from .. import kernels
 from ..backend import get_array_module, to_numpy
-from ..losses import cross_entropy, mse, one_hot
+from ..losses import check_labels, cross_entropy, mse, one_hot
 from ..nn import Dense, ReLU, Softmax, Tanh
 
-__all__ = ["CachedEvaluator", "ModelLoss", "resolve_loss", "mlp_layout"]
+__all__ = ["CachedEvaluator", "ModelLoss", "resolve_loss", "mlp_layout", "check_class_labels"]
 
 
 def _ce_sum64(logits, labels):
@@ -56,6 +56,17 @@ def resolve_loss(loss):
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {sorted(LOSSES)} or a callable(outputs, targets), got {loss!r}")
     return loss, LOSSES[loss]
+
+
+def check_class_labels(model, x, y, loss_name: str, who: str):
+    """Integer labels of a built-in loss must index the model's outputs: checked once, where the data enter.
+
+    The number of outputs is read off one sample's forward pass.  One host read on a GPU
+    (:func:`minirso.losses.check_labels`); custom losses and float targets are the caller's business.
+    """
+    if loss_name not in LOSSES or getattr(y, "dtype", None) is None or y.dtype.kind not in "iu" or x.shape[0] == 0:
+        return
+    check_labels(y, int(model.forward(x[:1]).shape[-1]), who)
 
 
 class CachedEvaluator:
@@ -155,6 +166,7 @@ class ModelLoss:
             raise ValueError(f"ModelLoss: x has {x.shape[0]} samples but y has {y.shape[0]}")
         self.model, self.x, self.y = model, x, y
         self.loss_name, self.loss_fn = resolve_loss(loss)
+        check_class_labels(model, x, y, self.loss_name, "ModelLoss")
         self.signal_stats = False
         self.track_error = False
         self.rows, self._batch = None, None

@@ -40,8 +40,9 @@ cheaper schedule, because the incremental evaluator then reuses the kept
 candidate's activations instead of running the batch forward again.
 
 Random numbers (all pure functions of the seed, DESIGN.md): the normals of
-trial t (t counts all trials of the run) are ``normal(seed, STREAM_DELTA,
-t * width, width)`` (width 1 at the weight level); the pool order of the u-th
+a trial are ``normal(seed, STREAM_DELTA, offset, width)`` (width 1 at the
+weight level), the offsets laying every trial's draw end to end so that no
+two trials share a normal (:meth:`RSO.delta_offset`); the pool order of the u-th
 tensor of cycle c is ``argsort`` of 64-bit keys ``random_bits(seed,
 STREAM_DATA, 2 N (c U + u), 2 N)``; uniform rows of batch b are
 ``floor(N * uniform(seed, STREAM_DATA_UNIFORM, b B, B))``.
@@ -58,7 +59,7 @@ import numpy
 from ..backend import get_array_module, to_numpy
 from ..random import integers, normal, random_bits
 from .base import Optimizer, check_choice, check_int, check_positive, check_seed
-from .evaluate import CachedEvaluator
+from .evaluate import CachedEvaluator, check_class_labels
 from .incremental import IncrementalEvaluator
 
 __all__ = ["RSO", "decide", "sweep_groups", "STREAM_DELTA", "STREAM_DATA", "STREAM_DATA_UNIFORM"]
@@ -204,6 +205,7 @@ class RSO(Optimizer):
         self.model, self.x, self.y = model, x, y
         cache_chunk = check_int("cache_chunk", cache_chunk, 1)
         self.evaluator = _make_evaluator(evaluator, model, loss, cache_chunk)
+        check_class_labels(model, x, y, getattr(self.evaluator, "loss_name", "custom"), "RSO")
         self.callback = callback
         self.hyperparameters = {
             "cycles": cycles, "batch_size": batch_size, "anneal": anneal, "sigma": sigma,
@@ -297,8 +299,8 @@ class RSO(Optimizer):
             w = random_bits(hp["seed"], STREAM_DATA, key, 2 * n, numpy).reshape(n, 2).astype(numpy.uint64)
             keys = (w[:, 0] << numpy.uint64(32)) | w[:, 1]  # (N,) 64-bit sort keys: ties have probability ~N^2/2^65
             self._perm = xp.asarray(numpy.argsort(keys, kind="stable"))  # (N,) the pool order for this unit
-        t0 = self.trial - self.pos  # first trial of this unit (also right after a mid-unit resume)
-        if hp["level"] == "weight":
+        if hp["level"] == "weight":  # the normals of all the unit's trials (also right after a mid-unit resume)
+            t0 = self.delta_offset(pos=0)
             self._z = normal(hp["seed"], STREAM_DELTA, t0, u.trials, numpy, dtype=numpy.float64)  # (trials,)
         if self.pos == 0:
             self._stats = dict.fromkeys(_STAT_KEYS, 0)
@@ -381,6 +383,24 @@ class RSO(Optimizer):
             self._end_unit()
         return info
 
+    def delta_offset(self, cycle=None, unit=None, pos=None) -> int:
+        """First normal of the Delta of trial ``pos`` of unit ``unit`` in cycle ``cycle`` (default: the next trial).
+
+        Every trial draws ``width`` normals (1 at the weight level, the tensor's size at the layer
+        level, P at the network level).  The draws of a cycle are laid end to end, unit after unit,
+        and the cycles one after another, so no two trials of a run share a normal whatever the
+        tensors' sizes::
+
+            offset = c * sum_v trials_v width_v  +  sum_{v < u} trials_v width_v  +  pos * width_u
+
+        At the weight level this is the run-wide trial number, at the network level trial * P.
+        """
+        cycle = self.cycle if cycle is None else cycle
+        unit = self.unit if unit is None else unit
+        pos = self.pos if pos is None else pos
+        sizes = [v.trials * self._width(v) for v in self.units]  # normals each unit draws per cycle
+        return cycle * sum(sizes) + sum(sizes[:unit]) + pos * self._width(self.units[unit])
+
     def _weight_candidates(self, u):
         """Weight level: ``(slice of w_j, candidates (3, 1), the neuron's slice or None)``."""
         params, hp = self.model.params, self.hyperparameters
@@ -405,7 +425,7 @@ class RSO(Optimizer):
         params, hp = self.model.params, self.hyperparameters
         xp = get_array_module(params)
         width = self._width(u)
-        z = normal(hp["seed"], STREAM_DELTA, self.trial * width, width, xp, dtype=params.dtype)  # (n,)
+        z = normal(hp["seed"], STREAM_DELTA, self.delta_offset(), width, xp, dtype=params.dtype)  # (n,)
         scale = hp["joint_scale"] * self.sigma_factor(self.cycle)
         if hp["level"] == "network":
             sigma = xp.asarray(u.sigma * scale, dtype=params.dtype)  # (n,) each tensor's own sigma

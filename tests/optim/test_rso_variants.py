@@ -441,7 +441,7 @@ def test_layer_level_joint_perturbation():
     assert [(u.name, u.trials) for u in opt.units] == MLP_UNITS
     assert opt.total_trials_per_cycle == model.num_params == 47
     names = [n for n, size in MLP_UNITS for _ in range(size)]
-    accepted = 0
+    accepted, offset = 0, 0  # the trials' draws lie end to end: trial t starts where trial t - 1 ended
     for t in range(2 * 47):
         name = names[t % 47]
         sl = g[name].slice
@@ -452,7 +452,8 @@ def test_layer_level_joint_perturbation():
         call = rec.calls[t]
         assert call["sl"] == sl and call["cands"].shape == (3, width)
         factor = 1.0 if t < 47 else 0.1
-        z = _np(normal(seed, STREAM_DELTA, t * width, width, np, dtype=np.float32))
+        z = _np(normal(seed, STREAM_DELTA, offset, width, np, dtype=np.float32))
+        offset += width
         s = np.float32(MLP_SIGMA[name] * (js * factor))
         np.testing.assert_array_equal(call["cands"][0], before[sl])
         np.testing.assert_allclose(call["cands"][1], before[sl] + s * z, rtol=1e-6, atol=1e-7)
@@ -513,6 +514,52 @@ def test_network_level_joint_perturbation():
 
 
 # ---- 7. mini-batch sampling (sec. 3, authors' code) -----------------------------------------------
+
+class _ConstantEvaluator:
+    """An evaluator that scores the candidates by their mean (cheap), so a run can be long and exact."""
+
+    loss_name = "mean"
+
+    def prepare(self, layer, x, y):
+        pass
+
+    def losses(self, sl, candidates, rows):
+        return np.abs(_np(candidates).astype(np.float64)).mean(axis=1)
+
+
+@pytest.mark.parametrize("level", ["weight", "layer", "network"])
+def test_no_two_trials_share_a_normal(monkeypatch, level):
+    """Reproducibility: every Delta draw of a run reads its own range of the (seed, STREAM_DELTA) sequence.
+    The draws RSO actually makes over two cycles are recorded (not recomputed from its formula) and
+    checked pairwise: tensors of six different sizes, so a width-dependent offset would overlap."""
+    from minirso import models
+    from minirso.optim import rso as rso_module
+
+    draws = []
+
+    def recording_normal(seed, stream, offset, n, *args, **kwargs):
+        if stream == STREAM_DELTA:
+            draws.append((offset, offset + n))
+        return normal(seed, stream, offset, n, *args, **kwargs)
+
+    monkeypatch.setattr(rso_module, "normal", recording_normal)
+    model = models.mlp([20, 6, 5, 3], seed=2)  # tensors of 120, 6, 30, 5, 15, 3 parameters
+    x = minirso.asarray(np.random.default_rng(1).normal(size=(8, 20)).astype(np.float32))
+    y = minirso.asarray(np.arange(8) % 3)
+    opt = RSO(model, x, y, cycles=2, batch_size=4, level=level, seed=5, evaluator=_ConstantEvaluator())
+    while not opt.done:
+        opt.step()
+    sizes = (120, 6, 30, 5, 15, 3)
+    assert model.num_params == sum(sizes) == 179
+    # what each level draws per cycle, by hand: the weight level one normal per weight (each tensor's at
+    # its start), the layer level a tensor-sized Delta per trial, the network level a P-sized one
+    per_cycle = {"weight": (len(sizes), 179), "layer": (179, sum(s * s for s in sizes)), "network": (179, 179 * 179)}
+    calls, normals = per_cycle[level]
+    assert len(draws) == 2 * calls and sum(b - a for a, b in draws) == 2 * normals
+    ordered = sorted(draws)
+    for (a0, b0), (a1, b1) in zip(ordered, ordered[1:]):
+        assert b0 <= a1, f"draws [{a0}, {b0}) and [{a1}, {b1}) share normals"
+
 
 def test_contiguous_batches_are_slices_of_one_permutation():
     """Authors' code: the pool is shuffled once per tensor, each trial takes the next contiguous slice
