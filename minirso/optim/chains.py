@@ -146,8 +146,9 @@ class AMCChains(Optimizer):
 
     One step: K proposals ``eps_k = mu_k + sigma_k z_k`` (eq. 9), the K losses of
     ``x_k + eps_k`` in one call of ``loss_fn``, ONE host read of those K losses
-    (the decisions, mu and sigma updates then follow AMC's code per chain),
-    and the moves applied on the device with ``where``.
+    (the decisions, mu and sigma updates then follow AMC's code per chain), and
+    the moves applied on the device with ``where``, from decisions the device
+    takes itself from the same losses: nothing is copied to the device per step.
     """
 
     def __init__(self, params, loss_fn, *, seeds=0, sigma0: float = 1e-3, epsilon: float = 0.0, n_s=100,
@@ -182,7 +183,7 @@ class AMCChains(Optimizer):
         self.loss = None  # (K,) float64 host array once known
         self.step_count = 0
         self.accepted, self.rejected, self.nonfinite = (numpy.zeros(k, numpy.int64) for _ in range(3))
-        self._device_seeds = None  # the seeds as a device array, made on the first fused proposal
+        self._dev = None  # device copies of seeds, sigma, n_cr and U (see _mirror), made on the first step
 
     @property
     def chains(self) -> int:
@@ -192,39 +193,54 @@ class AMCChains(Optimizer):
         """eps (K, P) of step ``step``: row k is ``mu_k + sigma_k z_k`` with chain k's normals (eq. 9)."""
         p = self.params
         xp, (k, n) = get_array_module(p), p.shape
-        scale = xp.asarray(self.sigma.astype(p.dtype))[:, None]  # (K, 1): sigma rounded as AMC's sigma * z
+        dev = self._mirror()
+        scale = dev["sigma"].astype(p.dtype)[:, None]  # (K, 1): sigma rounded as AMC's sigma * z
         if kernels.enabled(xp):  # GPU: all K chains' normals and moves in ONE kernel (minirso.kernels)
-            if self._device_seeds is None:  # (K, 1) uint64, copied to the device once, not every step
-                seeds = numpy.array(self.hyperparameters["seeds"], dtype=numpy.uint64)[:, None]
-                self._device_seeds = xp.asarray(seeds)
-            eps = kernels.amc_proposal(self.mu, scale, self._device_seeds, STREAM_PROPOSAL, step * n)
+            eps = kernels.amc_proposal(self.mu, scale, dev["seeds"], STREAM_PROPOSAL, step * n)
             if eps is not None:
                 return eps
         z = xp.stack([normal(s, STREAM_PROPOSAL, step * n, n, xp, dtype=p.dtype)
                       for s in self.hyperparameters["seeds"]])  # (K, P)
         return self.mu + scale * z
 
+    def _mirror(self):
+        """The per-chain numbers the device needs (seeds, sigma, n_cr, U with inf for a non-finite U),
+        copied from the host state ONCE (first step, or after a restore) and from then on updated on the
+        device by the same arithmetic as the host copy, so a step copies nothing to the device.  The host
+        copy stays the state (checkpoints, ``info``); both take the same decisions from the same losses."""
+        if self._dev is None:
+            xp = get_array_module(self.params)
+            u0 = numpy.full(self.chains, numpy.inf) if self.loss is None else \
+                numpy.where(numpy.isfinite(self.loss), self.loss, numpy.inf)
+            self._dev = {"seeds": xp.asarray(numpy.array(self.hyperparameters["seeds"], dtype=numpy.uint64)[:, None]),
+                         "sigma": xp.asarray(self.sigma), "n_cr": xp.asarray(self.n_cr), "u0": xp.asarray(u0)}
+        return self._dev
+
     def _losses(self, params):
-        u = to_numpy(self.loss_fn(params)).astype(numpy.float64).reshape(-1)  # host sync: the one read per step
-        if u.shape != (self.chains,):
-            raise ValueError(f"loss_fn returned {u.shape[0]} losses for {self.chains} chains")
-        return u
+        """``(losses (K,) float64 on the device, the same on the host)``: the one host read of a step."""
+        u = self.loss_fn(params)
+        xp = get_array_module(self.params)
+        u_dev = xp.asarray(u, dtype=xp.float64).reshape(-1)  # (K,) no copy when the loss is on the device
+        u_host = to_numpy(u_dev)  # host sync: the one read per step
+        if u_host.shape != (self.chains,):
+            raise ValueError(f"loss_fn returned {u_host.shape[0]} losses for {self.chains} chains")
+        return u_dev, u_host
 
     def step(self) -> dict:
         """One move of every chain; returns ``{"step", "loss" (K,), "accepted" (K,), "sigma" (K,)}``."""
         hp, n = self.hyperparameters, self.step_count
         xp = get_array_module(self.params)
         if self.loss is None:
-            self.loss = self._losses(self.params)
+            _, self.loss = self._losses(self.params)
+            self._dev = None
+        dev = self._mirror()
         u0 = numpy.where(numpy.isfinite(self.loss), self.loss, numpy.inf)
         eps = self.proposal(n)  # (K, P)
         new = self.params + eps  # (K, P) x' = x + eps
-        u1 = self._losses(new)
+        u1_dev, u1 = self._losses(new)
+        # the host's bookkeeping (the state) ...
         finite = numpy.isfinite(u1)
         accept = finite & (u1 <= u0)  # zero temperature: keep x' when U does not increase
-        a = xp.asarray(accept)[:, None]  # (K, 1) on the device
-        self.params[...] = xp.where(a, new, self.params)
-        self.mu = xp.where(a, self.mu + hp["epsilon"] * (eps - self.mu), self.mu)  # eq. (10) where accepted
         self.loss = numpy.where(accept, u1, self.loss)
         self.nonfinite += ~finite
         self.accepted += accept
@@ -232,8 +248,17 @@ class AMCChains(Optimizer):
         self.n_cr = numpy.where(accept, 0, self.n_cr + 1)
         decay = self.n_cr >= hp["n_s"]  # after n_s rejections in a row: sigma *= decay, mu = 0
         self.sigma = numpy.where(decay, self.sigma * hp["decay"], self.sigma)
-        self.mu = xp.where(xp.asarray(decay)[:, None], 0, self.mu).astype(self.params.dtype, copy=False)
         self.n_cr = numpy.where(decay, 0, self.n_cr)
+        # ... and the same decisions on the device, from the same float64 losses (no copy to the device)
+        a = xp.isfinite(u1_dev) & (u1_dev <= dev["u0"])  # (K,)
+        self.params[...] = xp.where(a[:, None], new, self.params)
+        self.mu = xp.where(a[:, None], self.mu + hp["epsilon"] * (eps - self.mu), self.mu)  # eq. (10) where accepted
+        dev["u0"] = xp.where(a, u1_dev, dev["u0"])
+        n_cr = xp.where(a, 0, dev["n_cr"] + 1)
+        d = n_cr >= hp["n_s"]  # (K,)
+        dev["sigma"] = xp.where(d, dev["sigma"] * hp["decay"], dev["sigma"])
+        self.mu = xp.where(d[:, None], 0, self.mu).astype(self.params.dtype, copy=False)
+        dev["n_cr"] = xp.where(d, 0, n_cr)
         self.step_count += 1
         return {"step": n, "loss": self.loss.copy(), "accepted": accept, "sigma": self.sigma.copy()}
 
@@ -268,3 +293,4 @@ class AMCChains(Optimizer):
         self.step_count = int(s["step_count"])
         self.accepted, self.rejected, self.nonfinite = (numpy.array(s[n], dtype=numpy.int64)
                                                         for n in ("accepted", "rejected", "nonfinite"))
+        self._dev = None  # the device copies follow the restored state at the next step

@@ -553,6 +553,28 @@ def test_layernorm_matches_torch(xp, rng, x_shape, norm_shape):
     close(run(model, x), torch_out(ref, x))
 
 
+@pytest.mark.parametrize("layer, x_shape, axes, param_shape", [
+    (lambda: mnn.BatchNorm2d(2), (84, 2, 28, 28), (0, 2, 3), (1, 2, 1, 1)),  # N H W = 65,856
+    (lambda: mnn.BatchNorm1d(3), (65_600, 3), (0,), (1, 3)),
+    (lambda: mnn.LayerNorm((4, 128, 128)), (2, 4, 128, 128), (1, 2, 3), (1, 4, 128, 128)),  # 65,536 per row
+])
+def test_norm_layers_stay_float32_when_the_count_passes_65536(xp, rng, layer, x_shape, axes, param_shape):
+    """A float32 input gives a float32 output whatever the reduced count.  CuPy 13 casts a Python int by
+    its value (CuPy v13.6.0 _kernel.pyx, _min_scalar_type: 65,536 is a uint32, and float32 / uint32 is
+    float64), so dividing by the count as a Python int made these float64 there, and the next layer
+    rejects float64.  Checked in both modes on the CuPy stand-in (MINIRSO_STANDIN_CUPY=13 / 14)."""
+    model = build([layer()], rng)
+    x = rand(xp, rng, x_shape, scale=1.5) + 0.25
+    model.eval()
+    assert model(x).dtype == np.float32
+    model.train()
+    out = run(model, x)  # asserts float32
+    ref = host(x)
+    z = (ref - ref.mean(axis=axes, keepdims=True)) / np.sqrt(ref.var(axis=axes, keepdims=True) + 1e-5)
+    gamma, beta = (host(p).reshape(param_shape) for p in (model.layers[0].gamma, model.layers[0].beta))
+    close(out, z * gamma + beta)
+
+
 def _torch_rnn(cls, layers, **kw):
     """A torch RNN/GRU with batch_first and the weights of minirso layers (one per torch layer)."""
     first = layers[0]
