@@ -34,3 +34,20 @@ def xp():
 def rng():
     """A NumPy generator for test inputs (asymmetric random data, fixed seed)."""
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def standin():
+    """The CuPy stand-in's controls (``cupy._standin``: launch / sync / copy counters), or skip.
+
+    They exist only on the stand-in (``PYTHONPATH=tests/standin MINIRSO_BACKEND=cupy``), not on NumPy
+    or a real CuPy; the counts are what a GPU would be asked to do, see tests/standin/README.md.
+    """
+    if minirso.backend_name() != "cupy":
+        pytest.skip("launch counters: run on the CuPy stand-in (PYTHONPATH=tests/standin MINIRSO_BACKEND=cupy)")
+    import cupy
+
+    controls = getattr(cupy, "_standin", None)
+    if controls is None:
+        pytest.skip("launch counters exist only on the CuPy stand-in (tests/standin), not on a real CuPy")
+    return controls

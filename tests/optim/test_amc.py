@@ -791,3 +791,31 @@ def test_progressive_batching_on_fewer_than_500_samples_starts_with_all_of_them(
     assert opt.batch == 40
     opt.run(5)
     assert opt.batch == 40
+
+
+# ---- the GPU's cost, counted on the CuPy stand-in ------------------------------------------------
+
+def test_fused_step_budget_on_the_gpu(standin):
+    """One aMC step of the Fig. 1 MLP on full batch, signal norm off, as a GPU runs it (fused kernels on):
+    at most 6 launches (the move, the first product, the fused tail, its block sum, then eq. 10 or the
+    restore) and exactly 1 host sync (the loss read for the decision), nothing copied to the device.
+    Counted by the stand-in for accepted and rejected steps alike."""
+    from minirso import kernels
+
+    xp = minirso.backend.xp()
+    if not kernels.enabled(xp):
+        pytest.skip("the fused kernels are off (MINIRSO_FUSED=0)")
+    r = np.random.default_rng(4)
+    net = mlp([784, 16, 16, 10], output="softmax", seed=3)
+    x = xp.asarray(r.random((500, 784), dtype=np.float32) * np.linspace(0.1, 1.0, 784, dtype=np.float32))
+    y = xp.asarray(r.integers(0, 10, 500))
+    opt = AMC(net.params, ModelLoss(net, x, y, "mse"), sigma0=0.05, epsilon=0.1, n_s=50, seed=2)
+    opt.step()  # the first step also evaluates U of the starting point
+    seen = set()
+    for _ in range(12):
+        with standin.counters.counting() as d:
+            info = opt.step()
+        seen.add(info["accepted"])
+        assert d["launches"] <= 6 and d["syncs"] == 1 and d["h2d"] == 0, (info["accepted"], d)
+    assert seen == {True, False}  # both branches were counted
+    assert kernels.status() == "on"

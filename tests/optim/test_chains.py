@@ -137,3 +137,22 @@ def test_bad_input_is_named():
     nan_chain = AMCChains(minirso.asarray(np.array([[0.0, 0.0], [math.nan, 0.0]])), rosenbrock_rows, seeds=[1, 2])
     nan_chain.run(5)
     assert list(nan_chain.nonfinite) == [0, 5] and nan_chain.accepted[1] == 0
+
+
+def test_step_copies_nothing_to_the_device(standin):
+    """A GPU step of K chains reads the K losses once (one host sync) and copies nothing to the device:
+    the decisions are taken on the device from the same losses (counted by the CuPy stand-in)."""
+    xp = minirso.backend.xp()
+    r = np.random.default_rng(6)
+    net = mlp([12, 8, 4], output="softmax", seed=1)
+    x = xp.asarray(r.standard_normal((40, 12)).astype(np.float32))
+    y = xp.asarray(r.integers(0, 4, 40))
+    k = 4
+    params = xp.asarray(np.tile(minirso.to_numpy(net.params), (k, 1)))
+    opt = AMCChains(params, ChainsLoss(net, x, y, "mse"), seeds=11, sigma0=0.05, n_s=2)
+    opt.step()  # the first step also evaluates the starting losses and makes the device copies
+    for _ in range(6):
+        with standin.counters.counting() as d:
+            opt.step()
+        assert d["h2d"] == 0 and d["syncs"] == 1, d
+    assert 0 < opt.accepted.sum() < 7 * k and (opt.sigma < 0.05).any()  # accepts, rejects and decays happened
