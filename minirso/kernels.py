@@ -34,9 +34,10 @@ persistent RNN kernel that keeps the hidden state on chip"): the plain layer
 operations per time step, about 5 launches x 784 steps per layer on a GPU.
 Here each thread block owns a few sequences, keeps W_ih^T, W_hh^T and their
 hidden states in shared memory, and walks all T steps, one barrier per step.
-Its source uses a handful of macros (``MINIRSO_SYNC`` ...) so that the tests
-can run the SAME text on the CPU with one POSIX thread per CUDA thread and a
-barrier for ``__syncthreads`` (``tests/test_kernels.py``).  Its sums run in
+The tests run the SAME text on the CPU through the CuPy stand-in's
+``RawKernel`` (``tests/standin``: one coroutine per CUDA thread, each running
+to its next ``__syncthreads``, guard pages after every array), and NVIDIA's
+NVRTC compiles it for sm_60, sm_80 and sm_90 (``tests/test_nvrtc.py``).  Its sums run in
 another order than the BLAS product of the plain loop, so the two agree to
 float32 rounding, not bit for bit (over hundreds of steps the chaotic
 recurrence amplifies that, as between any two implementations).  It needs
@@ -140,7 +141,7 @@ RNN_SOURCE = r"""
  * sequence s.  Shared memory: W_ih^T (I, H) and W_hh^T (H, H), transposed so that the H threads of a
  * sequence read consecutive words (no bank conflicts), and the hidden states twice (S, H): step t
  * reads one copy and writes the other, so ONE barrier per step separates the reads from the writes.
- * On CUDA the macros are the builtins; the tests define them for POSIX threads on the CPU. */
+ * The macros spell the CUDA builtins in one place (a host build may define MINIRSO_HOST and its own). */
 #ifndef MINIRSO_HOST
 #define MINIRSO_KERNEL extern "C" __global__ void
 #define MINIRSO_RESTRICT __restrict__
@@ -446,7 +447,7 @@ def rnn_tanh(x_tm, w_ih, w_hh, bias, return_sequences: bool, record: bool):
     t_len, n, i = x_tm.shape
     hidden = w_hh.shape[0]
     shape = rnn_launch_shape(n, i, hidden)
-    if shape is None or x_tm.dtype != numpy.float32 or t_len == 0 or n == 0:  # (0 blocks is a launch error)
+    if shape is None or x_tm.dtype != numpy.float32 or t_len == 0 or n == 0:  # nothing to launch for
         return None
     if compute_capability(xp) < RNN_MIN_CAPABILITY:
         return None

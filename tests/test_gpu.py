@@ -227,3 +227,62 @@ def test_fused_mlp_loss_and_amc_move_equal_the_plain_path(monkeypatch):
     if same.all():  # no near-tie flipped: the two chains stayed together
         np.testing.assert_allclose(runs["1"][1], runs["0"][1], rtol=1e-4, atol=1e-6)
         assert runs["1"][2] == runs["0"][2]
+
+
+def test_fused_amc_move_returns_eps(monkeypatch):
+    """kernels.amc_move on the device: CuPy's three-output kernel returns (x, saved, eps); amc_move hands back
+    eps, x moved by it and saved the old x, equal to the plain proposal (the same normals up to libm's last bit)."""
+    import cupy
+
+    monkeypatch.setenv("MINIRSO_FUSED", "1")
+    from minirso import kernels
+    from minirso import random as mr
+
+    r = np.random.default_rng(13)
+    p, seed, offset = 3001, 2**40 + 7, 9 * 3001
+    mu = r.normal(size=p).astype(np.float32) * np.float32(1e-3)
+    x0 = r.normal(size=p).astype(np.float32)
+    lam_sigma = (r.uniform(0.5, 2.0, p) * 0.02).astype(np.float32)
+    for scale in (0.0173, lam_sigma):
+        x, saved = cupy.asarray(x0), cupy.empty(p, dtype=np.float32)
+        eps = kernels.amc_move(x, saved, cupy.asarray(mu), scale if np.isscalar(scale) else cupy.asarray(scale),
+                               seed, 11, offset)
+        assert kernels.status() == "on", kernels.status()
+        assert isinstance(eps, cupy.ndarray) and eps.shape == (p,) and eps.dtype == np.float32
+        e = cupy.asnumpy(eps)
+        np.testing.assert_allclose(e, mu + scale * mr.normal(seed, 11, offset, p, np), rtol=1e-6, atol=1e-9)
+        np.testing.assert_array_equal(cupy.asnumpy(saved), x0)
+        np.testing.assert_array_equal(cupy.asnumpy(x), x0 + e)
+
+
+def test_fused_kernels_are_one_launch_each(standin, monkeypatch):
+    """On the stand-in: each fused kernel is ONE launch (a custom kernel counts one, as on a GPU)."""
+    import cupy
+
+    monkeypatch.setenv("MINIRSO_FUSED", "1")
+    from minirso import kernels
+
+    x = cupy.asarray(np.random.default_rng(3).normal(size=(7, 5, 2)).astype(np.float32))
+    w_ih, w_hh = cupy.full((4, 2), 0.3, dtype=np.float32), cupy.asarray(np.eye(4, dtype=np.float32) * 0.5)
+    with standin.counters.counting() as d:
+        z = kernels.normal(3, 1, 0, 1000, cupy, np.float32)
+        kernels.rnn_tanh(x, w_ih, w_hh, cupy.zeros(4, dtype=np.float32), True, True)
+    assert z.shape == (1000,) and d["by_name"]["minirso_normal"] == 1 and d["by_name"]["minirso_rnn_tanh"] == 1
+
+
+def test_rnn_kernel_only_from_compute_capability_6(standin, monkeypatch):
+    """On an sm_52 GPU (the stand-in told so) the RNN layer takes the plain loop: no RNN kernel launch, no
+    failed kernel, the same output (the kernel's float64 atomicAdd needs compute capability 6.0)."""
+    from minirso import kernels
+
+    monkeypatch.setenv("MINIRSO_FUSED", "1")
+    model = models.amc_rnn_classifier(seed=3)
+    x = minirso.asarray(np.random.default_rng(4).normal(size=(5, 9, 2)).astype(np.float32))
+    with standin.counters.counting() as d:
+        fused = minirso.to_numpy(model(x))
+    assert d["by_name"]["minirso_rnn_tanh"] == 2  # two layers, on the stand-in's default sm_90
+    monkeypatch.setattr(standin, "compute_capability", "52")
+    with standin.counters.counting() as d:
+        old = minirso.to_numpy(model(x))
+    assert "minirso_rnn_tanh" not in d["by_name"] and kernels.status() == "on"
+    np.testing.assert_allclose(old, fused, rtol=1e-4, atol=1e-5)

@@ -1,12 +1,14 @@
 """The fused GPU kernels' source (minirso.kernels), compiled for the host CPU, against the plain array code.
 
-The kernel text is C that is also CUDA C, so the host C compiler builds the SAME source into a
-small library (with the kernel's loop body pasted into a C loop, as CuPy pastes it into a CUDA
-one) and the arithmetic is checked here without a GPU: Philox words bit for bit against
-``minirso.random.random_bits``, normals against ``minirso.random.normal`` (equal up to the last
-bit of the C library's float64 log / cos against NumPy's), the aMC proposal bit for bit against
-the plain ``mu + scale * z`` given the same normals, for one chain and for K chains.  What needs
-a device (CuPy's launch, NVRTC) is in tests/test_gpu.py.
+The kernel text is C that is also CUDA C, so the host C compiler builds the SAME source and the
+arithmetic is checked here without a GPU, on NumPy arrays whatever the backend: Philox words bit for bit
+against ``minirso.random.random_bits``, normals against ``minirso.random.normal`` (equal up to the last
+bit of the C library's float64 log / cos against NumPy's), the aMC proposal bit for bit against the plain
+``mu + scale * z`` given the same normals, for one chain and for K chains (a small C harness).  The RNN
+and small-MLP kernels and the aMC move run through the CuPy stand-in's ``RawKernel`` / ``ElementwiseKernel``
+(tests/standin/cupy: CuPy's argument rules and return values, one coroutine per CUDA thread, guard pages),
+driven by minirso's own glue code.  What needs a device is in tests/test_gpu.py; NVIDIA's compiler in
+tests/test_nvrtc.py.
 """
 
 import ctypes
@@ -17,8 +19,11 @@ import warnings
 import numpy as np
 import pytest
 
+import minirso
 from minirso import kernels
 from minirso import random as mr
+
+from . import _cupy_standin
 
 HARNESS = r"""
 #include <math.h>
@@ -227,113 +232,106 @@ def test_failed_kernel_falls_back_with_one_warning(monkeypatch):
     assert kernels.status() == "on" and kernels.enabled(object()) and not kernels.enabled(np)
 
 
-# ---- the persistent RNN kernel, run on the CPU: one POSIX thread per CUDA thread ---------------------------
-THREADS_HARNESS = r"""
-#include <math.h>
-#include <pthread.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#define MINIRSO_HOST
-#define MINIRSO_KERNEL static void
-#define MINIRSO_RESTRICT restrict
-static pthread_barrier_t minirso_barrier;
-static pthread_mutex_t minirso_mutex = PTHREAD_MUTEX_INITIALIZER;
-static __thread int minirso_tid;
-static int minirso_bid, minirso_nthreads;
-static void *minirso_smem;
-#define MINIRSO_TID minirso_tid
-#define MINIRSO_BID minirso_bid
-#define MINIRSO_NTHREADS minirso_nthreads
-#define MINIRSO_SHARED(name) float *name = (float *)minirso_smem
-#define MINIRSO_SHARED_DOUBLE(name) double *name = (double *)minirso_smem
-#define MINIRSO_SYNC() pthread_barrier_wait(&minirso_barrier)
-static void minirso_atomic_add(double *p, double v)
-{
-    pthread_mutex_lock(&minirso_mutex); *p += v; pthread_mutex_unlock(&minirso_mutex);
-}
-#define MINIRSO_ATOMIC_ADD(p, v) minirso_atomic_add((p), (v))
-
-static void (*minirso_body)(void);  /* calls the kernel with the arguments of the current launch */
-
-static void *minirso_thread(void *tid)
-{
-    minirso_tid = (int)(intptr_t)tid;
-    minirso_body();
-    return NULL;
-}
-
-/* the launch <<<blocks, threads, shared>>>, block after block, one POSIX thread per CUDA thread;
- * shared memory starts as NaN garbage */
-static int minirso_launch(void (*body)(void), int blocks, int threads, int shared)
-{
-    pthread_t th[1024];
-    minirso_body = body;
-    minirso_nthreads = threads;
-    minirso_smem = malloc(shared);
-    for (int b = 0; b < blocks; ++b) {
-        memset(minirso_smem, 0xFF, shared);
-        minirso_bid = b;
-        pthread_barrier_init(&minirso_barrier, NULL, threads);
-        for (int t = 0; t < threads; ++t)
-            if (pthread_create(&th[t], NULL, minirso_thread, (void *)(intptr_t)t)) return -1;
-        for (int t = 0; t < threads; ++t) pthread_join(th[t], NULL);
-        pthread_barrier_destroy(&minirso_barrier);
-    }
-    free(minirso_smem);
-    return 0;
-}
-"""
+# ---- the RNN and MLP kernels and the aMC glue, through the CuPy stand-in's kernel classes on the CPU ----------
+# The stand-in (tests/standin/cupy) compiles the kernels' CUDA view for the host and checks each launch as
+# CuPy and CUDA would (argument types against the signature, threads per block, shared memory, a guard page
+# after every array).  It is loaded under a private name (tests/_cupy_standin.py): these tests stay on the
+# CPU with NumPy arrays whatever the backend, a real GPU's included.
+STANDIN = _cupy_standin.load()
+_wrap, _unwrap = STANDIN._core._wrap, STANDIN._core._unwrap
 
 
-RNN_HARNESS = THREADS_HARNESS + r"""
-%(rnn)s
-
-static struct { const float *x, *w_ih, *w_hh, *bias; float *seq, *last; double *hh;
-                int T, N, I, H, S, write_seq, record; } A;
-
-static void body(void)
-{
-    minirso_rnn_tanh(A.x, A.w_ih, A.w_hh, A.bias, A.seq, A.last, A.hh, A.T, A.N, A.I, A.H, A.S, A.write_seq, A.record);
-}
-
-int rnn(const float *x, const float *w_ih, const float *w_hh, const float *bias, float *seq, float *last,
-        double *hh, int T, int N, int I, int H, int S, int write_seq, int record, int blocks, int threads,
-        int shared)
-{
-    A.x = x; A.w_ih = w_ih; A.w_hh = w_hh; A.bias = bias; A.seq = seq; A.last = last; A.hh = hh;
-    A.T = T; A.N = N; A.I = I; A.H = H; A.S = S; A.write_seq = write_seq; A.record = record;
-    return minirso_launch(body, blocks, threads, shared);
-}
-"""
+def _to_device(a):
+    return _wrap(a) if isinstance(a, np.ndarray) else a
 
 
-@pytest.fixture(scope="module")
-def rnn_lib(tmp_path_factory):
-    lib = build(tmp_path_factory, "rnn_kernel", RNN_HARNESS % {"rnn": kernels.RNN_SOURCE}, "-std=gnu99", "-pthread")
-    lib.rnn.argtypes = [P] * 7 + [ctypes.c_int] * 10
-    lib.rnn.restype = ctypes.c_int
-    return lib
+def _to_host(r):
+    if isinstance(r, tuple):
+        return tuple(_to_host(x) for x in r)
+    return _unwrap(r) if isinstance(r, STANDIN.ndarray) else r
 
 
-def kernel_rnn(lib, x, w_ih, w_hh, b, write_seq=True, record=True):
-    """Run RNN_SOURCE as CuPy would launch it (shape from kernels.rnn_launch_shape), on CPU threads."""
-    t_len, n, i = x.shape
-    h = w_hh.shape[0]
-    s, blocks, threads, shared = kernels.rnn_launch_shape(n, i, h)
-    seq = np.full((t_len, n, h), np.nan, np.float32)
-    last = np.full((n, h), np.nan, np.float32)
-    hh = np.zeros(1, np.float64)
-    arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in (x, w_ih, w_hh, b)]
-    assert lib.rnn(*(ptr(a) for a in arrays), ptr(seq), ptr(last), ptr(hh), t_len, n, i, h, s, int(write_seq),
-                   int(record), blocks, threads, shared) == 0
-    return seq, last, hh[0]
+class _OnNumpy:
+    """A stand-in kernel called with NumPy arrays: they are wrapped without a copy (the kernel's writes land in
+    them) and what the kernel returns is unwrapped, so minirso's glue runs here on NumPy, unchanged."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    def __call__(self, *args, **kwargs):
+        if isinstance(self.kernel, STANDIN.RawKernel):
+            grid, block, kargs = args
+            return self.kernel(grid, block, tuple(_to_device(a) for a in kargs), **kwargs)
+        return _to_host(self.kernel(*(_to_device(a) for a in args), **kwargs))
+
+
+class HOST:
+    """What minirso.kernels asks of its ``xp`` to build a kernel, with the stand-in's classes behind it."""
+
+    ElementwiseKernel = staticmethod(lambda *a, **k: _OnNumpy(STANDIN.ElementwiseKernel(*a, **k)))
+    RawKernel = staticmethod(lambda *a, **k: _OnNumpy(STANDIN.RawKernel(*a, **k)))
+    cuda = STANDIN.cuda
+
+
+@pytest.fixture(autouse=True)
+def numpy_models():
+    """Models and arrays on NumPy whatever MINIRSO_BACKEND says (these tests are about the C source)."""
+    before = minirso.backend_name()
+    minirso.use_backend("numpy")
+    yield
+    minirso.use_backend(before)
+
+
+@pytest.fixture
+def fused(monkeypatch):
+    """minirso.kernels switched on for NumPy arrays, each kernel built by minirso's own code on ``HOST``;
+    yields the stand-in's counters."""
+    build, build_raw = kernels._kernel, kernels._raw_kernel
+    monkeypatch.setitem(kernels._STATE, "kernels", {})
+    monkeypatch.setitem(kernels._STATE, "failed", None)
+    monkeypatch.setenv("MINIRSO_FUSED", "1")  # (status() reads it; a MINIRSO_FUSED=0 lane runs these tests too)
+    monkeypatch.setattr(kernels, "enabled", lambda xp: True)
+    monkeypatch.setattr(kernels, "compute_capability", lambda xp: int(STANDIN._standin.compute_capability))
+    monkeypatch.setattr(kernels, "_kernel", lambda xp, name: build(HOST, name))
+    monkeypatch.setattr(kernels, "_raw_kernel", lambda xp, name: build_raw(HOST, name))
+    return STANDIN._standin.counters
+
+
+def test_amc_move_returns_eps_and_moves_in_one_launch(lib, fused):
+    """kernels.amc_move on the stand-in's ElementwiseKernel, which returns (x, saved, eps) as CuPy does for three
+    outputs: amc_move hands back eps itself, x moved by it, saved the old x, bit for bit the plain three passes."""
+    r = np.random.default_rng(6)
+    p, seed, stream, offset = 2001, 2**41 + 3, 11, 5 * 2001
+    mu = (r.standard_normal(p) * 1e-3).astype(np.float32)
+    x0 = (r.standard_normal(p) * 0.3 - 0.2).astype(np.float32)
+    z = c_normals(lib, seed, stream, offset, p)
+    lam_sigma = (r.uniform(0.5, 2.0, p) * np.float32(0.02)).astype(np.float32)
+    for scale, name in ((0.0173, "minirso_move_scalar"), (lam_sigma, "minirso_move")):
+        x, saved = x0.copy(), np.full(p, np.nan, np.float32)
+        with fused.counting() as d:
+            eps = kernels.amc_move(x, saved, mu, scale, seed, stream, offset)
+        assert isinstance(eps, np.ndarray) and eps.shape == (p,) and eps.dtype == np.float32
+        assert d["by_name"] == {name: 1}
+        np.testing.assert_array_equal(eps, mu + scale * z)
+        np.testing.assert_array_equal(saved, x0)
+        np.testing.assert_array_equal(x, x0 + eps)
+    m = mu.copy()
+    assert kernels.amc_mu_update(m, eps, 0.013) is True
+    ref = mu.copy()
+    ref += 0.013 * (eps - ref)
+    np.testing.assert_array_equal(m, ref)
+
+
+def kernel_rnn(x, w_ih, w_hh, b, write_seq=True, record=True):
+    """kernels.rnn_tanh (its launch shape and arguments) run by the stand-in's RawKernel on the CPU."""
+    seq, last, hh = kernels.rnn_tanh(np.ascontiguousarray(x, np.float32), w_ih, w_hh, b, write_seq, record)
+    return seq, last, hh
 
 
 @pytest.mark.parametrize("t_len, n, i, h", [(13, 7, 3, 8), (20, 9, 2, 5), (6, 1, 4, 33)])
-def test_rnn_kernel_matches_the_rnn_layer(rnn_lib, t_len, n, i, h):
+def test_rnn_kernel_matches_the_rnn_layer(fused, t_len, n, i, h):
     """Every state, the last state and sum |h_{t-1}|^2 of the kernel against minirso's RNN layer on NumPy;
-    partial last blocks (N not a multiple of S), odd H, H > 32 (a sequence spans two warps)."""
+    partial last blocks (N not a multiple of S), odd H, H > 32 (a sequence spans two warps); one launch."""
     from minirso import nn as mnn
 
     r = np.random.default_rng(t_len + n)
@@ -341,24 +339,43 @@ def test_rnn_kernel_matches_the_rnn_layer(rnn_lib, t_len, n, i, h):
     layer_model.params[...] = (r.standard_normal(layer_model.num_params) * 0.6).astype(np.float32)
     rnn = layer_model.layers[0]
     x = (r.standard_normal((n, t_len, i)) + 0.3).astype(np.float32)  # batch first, as the layer takes it
-    seq, last, hh = kernel_rnn(rnn_lib, x.transpose(1, 0, 2), rnn.weight_ih, rnn.weight_hh, rnn.bias)
-    ref = rnn(x)  # (N, T, H)
+    with fused.counting() as d:
+        seq, last, hh = kernel_rnn(x.transpose(1, 0, 2), rnn.weight_ih, rnn.weight_hh, rnn.bias)
+    assert d["by_name"] == {"minirso_rnn_tanh": 1}
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(kernels, "enabled", lambda xp: False)
+        ref = rnn(x)  # (N, T, H), the plain loop
     np.testing.assert_allclose(seq.transpose(1, 0, 2), ref, rtol=1e-5, atol=2e-6)
     np.testing.assert_allclose(last, ref[:, -1], rtol=1e-5, atol=2e-6)
     prev = np.concatenate([np.zeros((n, 1, h), np.float32), ref[:, :-1]], axis=1)  # h_{t-1}, h_0 = 0
     np.testing.assert_allclose(hh, float((prev.astype(np.float64) ** 2).sum()), rtol=1e-5)
+    np.testing.assert_allclose(rnn(x), ref, rtol=1e-5, atol=2e-6)  # the layer itself takes the kernel too
 
 
-def test_rnn_kernel_without_sequences_or_record(rnn_lib):
-    """write_seq = record = 0: only the last state is written, the sequence buffer and the sum stay untouched."""
+def test_rnn_kernel_without_sequences_or_record(fused):
+    """write_seq = record = 0: only the last state is written (the (1,) sequence buffer is never touched)."""
     r = np.random.default_rng(9)
     x = r.standard_normal((11, 6, 2)).astype(np.float32)
-    w_ih, w_hh = (r.standard_normal((7, 2)) * 0.7).astype(np.float32), (r.standard_normal((7, 7)) * 0.4).astype(np.float32)
+    w_ih = (r.standard_normal((7, 2)) * 0.7).astype(np.float32)
+    w_hh = (r.standard_normal((7, 7)) * 0.4).astype(np.float32)
     b = r.standard_normal(7).astype(np.float32)
-    seq_a, last_a, hh_a = kernel_rnn(rnn_lib, x, w_ih, w_hh, b)
-    seq_b, last_b, hh_b = kernel_rnn(rnn_lib, x, w_ih, w_hh, b, write_seq=False, record=False)
+    seq_a, last_a, hh_a = kernel_rnn(x, w_ih, w_hh, b)
+    seq_b, last_b, hh_b = kernel_rnn(x, w_ih, w_hh, b, write_seq=False, record=False)
     np.testing.assert_array_equal(last_b, last_a)
-    assert np.isnan(seq_b).all() and hh_b == 0.0 and hh_a > 0
+    assert seq_b is None and hh_b is None and hh_a > 0
+
+
+def test_rnn_kernel_needs_compute_capability_6(fused, monkeypatch):
+    """CUDA has atomicAdd(double *, double) from compute capability 6.0: the stand-in's sm_52 build rejects the
+    RNN source, and kernels.rnn_tanh takes the plain loop there (None) without trying it."""
+    monkeypatch.setattr(STANDIN._standin, "compute_capability", "52")
+    with pytest.raises(STANDIN._kernel.CompileException, match="atomicAdd"):
+        STANDIN.RawKernel(kernels.RNN_SOURCE, "minirso_rnn_tanh")((1,), (8,), ())
+    x = np.ones((3, 2, 2), np.float32)
+    w = np.full((4, 2), 0.1, np.float32)
+    with fused.counting() as d:
+        assert kernels.rnn_tanh(x, w, np.eye(4, dtype=np.float32), np.zeros(4, np.float32), True, True) is None
+    assert d["launches"] == 0 and kernels.status() == "on"
 
 
 def test_rnn_launch_shape():
@@ -366,52 +383,6 @@ def test_rnn_launch_shape():
     assert kernels.rnn_launch_shape(3, 64, 64)[0] == 3  # never more sequences per block than there are
     assert kernels.rnn_launch_shape(10, 64, 1024) is None  # W_hh alone is 4 MB: too big for shared memory
     assert kernels.rnn_launch_shape(10, 2, 2000) is None  # more threads than a block may have
-
-
-# ---- the fused small-MLP tail, run on the CPU the same way ----------------------------------------------
-MLP_HARNESS = THREADS_HARNESS + r"""
-%(mlp)s
-
-static struct { const float *z1, *params; const long long *layout, *labels; const float *targets; double *partial;
-                int N, L, softmax, loss, target_kind; } A;
-
-static void body(void)
-{
-    minirso_mlp_tail(A.z1, A.params, A.layout, A.labels, A.targets, A.partial, A.N, A.L, A.softmax, A.loss,
-                     A.target_kind);
-}
-
-int mlp(const float *z1, const float *params, const long long *layout, const long long *labels,
-        const float *targets, double *partial, int N, int L, int softmax, int loss, int target_kind,
-        int blocks, int threads, int shared)
-{
-    A.z1 = z1; A.params = params; A.layout = layout; A.labels = labels; A.targets = targets; A.partial = partial;
-    A.N = N; A.L = L; A.softmax = softmax; A.loss = loss; A.target_kind = target_kind;
-    return minirso_launch(body, blocks, threads, shared);
-}
-"""
-
-
-@pytest.fixture(scope="module")
-def mlp_lib(tmp_path_factory):
-    lib = build(tmp_path_factory, "mlp_kernel", MLP_HARNESS % {"mlp": kernels.MLP_SOURCE}, "-std=gnu99", "-pthread")
-    lib.mlp.argtypes = [P] * 6 + [ctypes.c_int] * 8
-    lib.mlp.restype = ctypes.c_int
-    return lib
-
-
-class HostRawKernel:
-    """Stands in for ``cupy.RawKernel(MLP_SOURCE, ...)``: the same launch (grid, block, args, shared_mem),
-    run by the host build on NumPy arrays, so minirso's own glue code drives the kernel here."""
-
-    def __init__(self, lib):
-        self.lib, self.launches = lib, 0
-
-    def __call__(self, grid, block, args, shared_mem=0):
-        self.launches += 1
-        arrays, ints = args[:6], args[6:]
-        assert all(a.flags.c_contiguous for a in arrays)
-        assert self.lib.mlp(*(ptr(a) for a in arrays), *(int(v) for v in ints), grid[0], block[0], shared_mem) == 0
 
 
 def _net(kind, seed):
@@ -429,7 +400,7 @@ def _net(kind, seed):
 
 @pytest.mark.parametrize("kind, n", [("fig1", 300), ("fig1", 256), ("relu_ce", 37), ("nobias_ce_sum", 513),
                                      ("deep_tanh", 301)])
-def test_fused_mlp_loss_equals_the_plain_forward(mlp_lib, monkeypatch, kind, n):
+def test_fused_mlp_loss_equals_the_plain_forward(fused, monkeypatch, kind, n):
     """ModelLoss with the kernel (first product + ONE launch) against its plain forward on the same
     parameters: Fig. 1 (softmax + MSE on one-hot labels), ReLU + mean cross-entropy at width 64 (the
     kernel's limit), layers without bias and summed float64 cross-entropy, a deep tanh net with float
@@ -446,52 +417,30 @@ def test_fused_mlp_loss_equals_the_plain_forward(mlp_lib, monkeypatch, kind, n):
         y = np.tanh(x * 2.0).astype(np.float32)  # (N, 1) float targets
     else:
         y = r.integers(0, net.layers[-2 if kind == "fig1" else -1].out_features, n).astype(np.int64)
-    plain = ModelLoss(net, x, y, loss)(net.params)
-    fake = HostRawKernel(mlp_lib)
-    monkeypatch.setattr(kernels, "enabled", lambda xp: True)
-    monkeypatch.setattr(kernels, "_raw_kernel", lambda xp, name: fake)
-    fused = ModelLoss(net, x, y, loss)
-    assert fused._layout is False
-    u = fused(net.params)
-    assert fake.launches == 1 and fused._layout is not None  # the kernel ran
+    with monkeypatch.context() as m:
+        m.setattr(kernels, "enabled", lambda xp: False)
+        plain = ModelLoss(net, x, y, loss)(net.params)
+    ml = ModelLoss(net, x, y, loss)
+    assert ml._layout is False
+    with fused.counting() as c:
+        u = ml(net.params)
+    assert c["by_name"]["minirso_mlp_tail"] == 1 and ml._layout is not None  # the kernel ran, once
     assert u == pytest.approx(plain, rel=2e-6)
     # moving one weight of the last layer moves both alike (the offsets point at the right parameters)
     net.params[-1] += np.float32(0.25)
-    plain2 = ModelLoss(net, x, y, loss)
-    monkeypatch.setattr(kernels, "enabled", lambda xp: False)
-    p2 = plain2(net.params)
-    monkeypatch.setattr(kernels, "enabled", lambda xp: True)
-    assert fused(net.params) == pytest.approx(p2, rel=2e-6) and abs(p2 - plain) > 1e-4 * abs(plain)
-
-
-class HostElementwise:
-    """Stands in for the ``cupy.ElementwiseKernel`` objects of the aMC move (same positional arguments
-    as minirso's glue passes them), run by the host build of the same operation text."""
-
-    def __init__(self, lib, name):
-        self.lib, self.name = lib, name
-
-    def __call__(self, *args):
-        if self.name == "mu_update":
-            eps, epsilon, mu = args
-            self.lib.mu_update(ptr(eps), epsilon, mu.size, ptr(mu))
-            return mu
-        assert self.name in ("move", "move_scalar"), self.name
-        mu, scale, seed, stream, offset, row_len, x, saved, eps = args
-        is_array = self.name == "move"
-        if is_array:
-            scale = np.ascontiguousarray(np.broadcast_to(scale, mu.shape), dtype=np.float32)
-        self.lib.move(ptr(mu), ptr(scale) if is_array else None, int(is_array), 0.0 if is_array else scale,
-                      int(seed), int(stream), int(offset), int(row_len), ptr(x), ptr(saved), ptr(eps))
-        return eps
+    with monkeypatch.context() as m:
+        m.setattr(kernels, "enabled", lambda xp: False)
+        p2 = ModelLoss(net, x, y, loss)(net.params)
+    assert ml(net.params) == pytest.approx(p2, rel=2e-6) and abs(p2 - plain) > 1e-4 * abs(plain)
 
 
 @pytest.mark.parametrize("signal_norm", [False, True])
-def test_amc_with_every_fused_kernel_takes_the_plain_decisions(lib, mlp_lib, monkeypatch, signal_norm):
+def test_amc_with_every_fused_kernel_takes_the_plain_decisions(fused, monkeypatch, signal_norm):
     """aMC on the Fig. 1 net as it runs on a GPU (fused move, fused eq. 10, fused forward + loss where
-    no signal norm is recorded), driven by minirso's own glue code through the host builds, against
-    the plain NumPy run from the same start: the same accept / reject decision at every step, sigma
-    decays included, and the same parameters up to float32 rounding."""
+    no signal norm is recorded), driven by minirso's own glue code through the stand-in's kernels with
+    CuPy's semantics (a three-output kernel returns a tuple), against the plain NumPy run from the same
+    start: the same accept / reject decision at every step, sigma decays included, and the same
+    parameters up to float32 rounding."""
     from minirso import models
     from minirso.optim import AMC, ModelLoss
 
@@ -499,20 +448,21 @@ def test_amc_with_every_fused_kernel_takes_the_plain_decisions(lib, mlp_lib, mon
     x = (r.random((300, 29)) * np.linspace(0.1, 1.0, 29)).astype(np.float32)
     y = r.integers(0, 10, 300).astype(np.int64)
 
-    def run(fused):
+    def run(on):
         net = models.mlp([29, 16, 16, 10], output="softmax", seed=4, init=("gaussian", 0.3))
         opt = AMC(net.params, ModelLoss(net, x, y, "mse"), sigma0=0.05, epsilon=0.2, n_s=3,
                   signal_norm=signal_norm, seed=9)
         with monkeypatch.context() as m:
-            if fused:
-                m.setattr(kernels, "enabled", lambda xp: True)
-                m.setattr(kernels, "_kernel", lambda xp, name: HostElementwise(lib, name))
-                m.setattr(kernels, "_raw_kernel", lambda xp, name: HostRawKernel(mlp_lib))
-            decisions = [opt.step()["accepted"] for _ in range(40)]
-            assert kernels.status() == "on"
-        return decisions, opt, net
+            if not on:
+                m.setattr(kernels, "enabled", lambda xp: False)
+            with fused.counting() as c:
+                decisions = [opt.step()["accepted"] for _ in range(40)]
+        assert kernels.status() == "on"
+        return decisions, opt, net, c["by_name"]
 
-    (d_plain, o_plain, n_plain), (d_fused, o_fused, n_fused) = run(False), run(True)
+    (d_plain, o_plain, n_plain, c_plain), (d_fused, o_fused, n_fused, c_fused) = run(False), run(True)
+    assert not c_plain and c_fused["minirso_move_scalar" if not signal_norm else "minirso_move"] == 40
+    assert c_fused["minirso_mu_update"] == sum(d_fused) and ("minirso_mlp_tail" in c_fused) != signal_norm
     assert d_fused == d_plain
     assert 5 < sum(d_plain) < 35 and o_plain.sigma < 0.05  # both outcomes and at least one decay were tested
     assert o_fused.sigma == o_plain.sigma and o_fused.n_cr == o_plain.n_cr

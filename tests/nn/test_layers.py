@@ -241,11 +241,11 @@ def test_conv2d_im2col_tap_and_row_paths_agree(xp, rng, stride, padding):
         a = F._conv2d_im2col(x, w, stride, padding)
         b = F._conv2d_taps(x, w, stride, padding)
         assert a.shape == b.shape
-        close(a, host(b), rtol=1e-5, atol=1e-5)
+        close(host(a), host(b), rtol=1e-5, atol=1e-5)
         if stride == (1, 1):  # the row strips exist for stride 1 only
             c = F._conv2d_rows(x, w, padding)
             assert c.shape == b.shape
-            close(c, host(b), rtol=1e-5, atol=1e-5)
+            close(host(c), host(b), rtol=1e-5, atol=1e-5)
 
 
 def test_conv2d_rows_chunking_is_exact(rng):

@@ -623,10 +623,12 @@ class CountingLoss(ModelLoss):
 
 @pytest.mark.parametrize("signal_norm", [False, True])
 @pytest.mark.parametrize("batch_size", [None, 10])
-def test_loss_evaluations_per_step(xp, signal_norm, batch_size):
+def test_loss_evaluations_per_step(xp, monkeypatch, signal_norm, batch_size):
     """Sec. III A: one loss evaluation per move for batch learning (U(x) kept from the previous
     step), two for minibatch learning; signal norm needs no extra forward pass (lambda comes from
-    the pass that computes U)."""
+    the pass that computes U).  Counted on the plain forward (on a GPU the fused MLP kernel
+    replaces ``model.forward``; test_fused_step_budget_on_the_gpu counts that path)."""
+    monkeypatch.setenv("MINIRSO_FUSED", "0")
     model = mlp([5, 6, 3], seed=3)
     x, y = make_data(xp)
     forwards = [0]
