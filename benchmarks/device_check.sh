@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Everything issue 5 needs measured on a CUDA machine, in one go, from the repository root:
+# Everything to check and measure on a CUDA machine, in one go, from the repository root:
 #
 #     bash benchmarks/device_check.sh [OUTDIR]        # OUTDIR defaults to $OUT, else ./device-check
 #
 # Needs CuPy and a CUDA build of PyTorch in the active Python (h5py, tqdm, pytest as for the tests);
 # minirso is taken from this checkout (PYTHONPATH), so no install is needed.  Writes, under OUTDIR:
 #   device.txt           GPU, CuPy / CUDA / torch versions
-#   test_gpu.txt         tests/test_gpu.py + tests/test_kernels.py on CuPy (fused kernels vs plain code)
+#   test_gpu.txt         tests/test_gpu.py, test_kernels.py, test_nvrtc.py on CuPy (fused kernels vs plain code)
+#   test_standin_vs_cupy.txt  tests/test_standin.py against the real CuPy: every behaviour the CPU stand-in
+#                        (tests/standin) models, checked on the real thing; a failure there is a stand-in
+#                        defect to fix in tests/standin
 #   test_all_cupy.txt    the whole suite with MINIRSO_BACKEND=cupy
-#   bench.txt / .json    python benchmarks/run.py --device gpu (paste the tables into benchmarks/README.md)
+#   bench.txt / .json    python benchmarks/run.py --device gpu --cost-model: measured GPU times next to the
+#                        cost model's prediction from the stand-in's counts (paste into benchmarks/README.md)
 #   bench_plain_amc.*    the aMC cases with the fused kernels off (MINIRSO_FUSED=0), for comparison
 # Each step runs even if an earlier one failed; the exit status is the number of failed steps.
 set -u
@@ -29,9 +33,11 @@ step() {  # step NAME COMMAND...: run, keep stdout + stderr in $out/NAME.txt, co
 step device python -c "import cupy, torch; p = cupy.cuda.runtime.getDeviceProperties(0); \
 print(p['name'].decode(), 'cupy', cupy.__version__, 'CUDA runtime', cupy.cuda.runtime.runtimeGetVersion(), \
 'torch', torch.__version__, 'torch CUDA', torch.cuda.is_available())"
-step test_gpu env MINIRSO_BACKEND=cupy python -m pytest -q -rs tests/test_gpu.py tests/test_kernels.py
+step test_gpu env MINIRSO_BACKEND=cupy python -m pytest -q -rs tests/test_gpu.py tests/test_kernels.py \
+    tests/test_nvrtc.py
+step test_standin_vs_cupy env MINIRSO_BACKEND=cupy python -m pytest -q -rs tests/test_standin.py
 step test_all_cupy env MINIRSO_BACKEND=cupy python -m pytest -q
-step bench python benchmarks/run.py --device gpu --json "$out/bench.json"
+step bench python benchmarks/run.py --device gpu --cost-model --json "$out/bench.json"
 step bench_plain_amc env MINIRSO_FUSED=0 python benchmarks/run.py --device gpu --only amc --json "$out/bench_plain_amc.json"
 echo "$failed step(s) failed; outputs in $out"
 exit "$failed"

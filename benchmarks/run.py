@@ -3,6 +3,7 @@
     python benchmarks/run.py                       # everything, on the GPU if CuPy and torch CUDA work
     python benchmarks/run.py --quick --json b.json # a short smoke run (small sizes; about 2 minutes on a CPU)
     python benchmarks/run.py --device cpu --only rso,amc
+    python benchmarks/run.py --quick --cost-model   # + launches, syncs and a predicted H100 time per row
 
 See benchmarks/README.md for what each case measures and how to read the table.
 """
@@ -27,7 +28,9 @@ for _k, _v in THREAD_ENV.items():
     os.environ.setdefault(_k, _v)
 
 import common  # noqa: E402
+import cost_model  # noqa: E402 - imports no minirso, NumPy or torch (its counting runs in subprocesses)
 import roofline  # noqa: E402
+from tables import fmt_frac, fmt_si, fmt_time, table  # noqa: E402
 
 CASES = ("rso", "amc", "rnn")
 
@@ -46,6 +49,9 @@ def parse_args(argv=None):
     p.add_argument("--torch-threads", type=int, help="torch CPU threads (default: the machine's cores)")
     p.add_argument("--torch-fp32", action="store_true", help="GPU: no TF32 in PyTorch's cuDNN convolutions")
     p.add_argument("--amc-n", type=int, help="aMC full-batch size (default 60,000; 10,000 with --quick on a CPU)")
+    p.add_argument("--cost-model", action="store_true",
+                   help="count launches / syncs / copies on the CuPy stand-in (benchmarks/cost_model.py) and add "
+                        "them and a predicted H100 time to the summary table")
     args = p.parse_args(argv)
     args.only = [c.strip() for c in args.only.split(",") if c.strip()]
     bad = sorted(set(args.only) - set(CASES))
@@ -54,43 +60,10 @@ def parse_args(argv=None):
     return args
 
 
-# ---- formatting ---------------------------------------------------------------------------------
-def fmt_time(s):
-    if s is None or (isinstance(s, float) and math.isnan(s)):
-        return "-"
-    if s >= 1:
-        return f"{s:.2f} s"
-    if s >= 1e-3:
-        return f"{s * 1e3:.2f} ms"
-    return f"{s * 1e6:.1f} us"
-
-
-def fmt_si(v, unit):
-    if v is None:
-        return "-"
-    for scale, p in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= scale:
-            return f"{v / scale:.3g} {p}{unit}"
-    return f"{v:.3g} {unit}"
-
-
-def fmt_frac(f, equivalent=False):
-    if not f:
-        return "-"
-    pct = 100 * f["value"]
-    text = f"{pct:.0f}%" if pct >= 10 else f"{pct:.2g}%"
-    return f"{text}{f['bound']}{'*' if equivalent else ''}"
-
-
-
-def table(rows, headers):
-    """A plain-text table with columns as wide as their widest cell."""
-    widths = [max(len(str(r[i])) for r in [headers] + rows) for i in range(len(headers))]
-    line = lambda r: " | ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
-    return "\n".join([line(headers), "-+-".join("-" * w for w in widths)] + [line(r) for r in rows])
-
-
-def summary_table(rows, gpu):
+# ---- the printed tables ---------------------------------------------------------------------------
+def summary_table(rows, gpu, cost=None):
+    """The summary; with ``cost`` (a cost_model.measure() result) also launches, syncs and the predicted H100
+    time per row (and on a GPU the measured / predicted ratio)."""
     out = []
     for r in rows:
         out.append([r["case"], r["unit"], fmt_time(r["minirso_plain_s"]), fmt_time(r["minirso_fast_s"]),
@@ -98,8 +71,13 @@ def summary_table(rows, gpu):
                     common.goal_met(r, gpu) or "-", fmt_si(r["flops"], "FLOP"), fmt_si(r["bytes"], "B"),
                     f"{fmt_frac(r['peak_fraction_minirso'], r['peak_fraction_minirso_is_equivalent'])} / "
                     f"{fmt_frac(r['peak_fraction_torch'])}"])
-    return table(out, ["case", "unit", "minirso plain", "minirso fast", "PyTorch", "ratio", "goal met",
-                       "FLOP/step", "bytes/step", "peak: minirso / PyTorch"])
+        if cost is not None:
+            out[-1] += cost_model.summary_cells(cost, r, gpu)
+    headers = ["case", "unit", "minirso plain", "minirso fast", "PyTorch", "ratio", "goal met",
+               "FLOP/step", "bytes/step", "peak: minirso / PyTorch"]
+    if cost is not None:
+        headers += ["launches", "syncs", "pred. H100"] + (["measured / pred."] if gpu else [])
+    return table(out, headers)
 
 
 def rso_tensor_table(tensors):
@@ -170,6 +148,10 @@ def main(argv=None):
         info["fused_kernels"] = kernels.status()
         ctx.note("minirso fused GPU kernels (minirso.kernels: Philox normals, aMC proposal, RNN layer): "
                  + kernels.status())
+    cost = None
+    if args.cost_model:  # after the timings: its stand-in subprocesses would load the machine
+        print("cost model (stand-in subprocesses) ...", flush=True)
+        cost = results["cost_model"] = cost_model.measure(args.only)
     results["notes"] = ctx.notes
     results["wall_s"] = time.perf_counter() - t0
     for r in rows:
@@ -182,14 +164,25 @@ def main(argv=None):
         print()
     print("Summary (ratio = PyTorch / best minirso, > 1: minirso faster; peak = fraction of the "
           "FLOP (F) or bandwidth (B) peak):")
-    print(summary_table(rows, ctx.gpu))
+    print(summary_table(rows, ctx.gpu, cost))
     if any(r["peak_fraction_minirso_is_equivalent"] for r in rows):
         print("  * effective fraction: the plain algorithm's FLOPs/bytes divided by the fast path's time "
               "(the fast path skips most of that work, so this can exceed 100%)")
+    if cost is not None:
+        print("  launches / syncs: per step, trial or forward (RSO cycles: per trial, the cycle's mean), counted on "
+              "the CuPy stand-in; they and pred. H100 (in the row's unit) are at the GPU sizes (RSO batch 5,000, pool "
+              "60,000; aMC 60,000 rows; RNN 1,500 x 784) whatever this run's sizes; 'a / b' = plain / fast column")
     print()
     for r in rows:
         if r["detail"] or r["goal"]:
             print(f"* {r['case']}: {'; '.join(x for x in (r['goal'], r['detail']) if x)}")
+    if cost is not None:
+        print()
+        print(cost_model.report(cost))
+        if ctx.gpu:
+            print("Launch time implied by each measured row (measured - syncs - FLOP and byte terms) / launches; "
+                  f"the model uses {cost_model.LAUNCH_S * 1e6:g} us:")
+            print(cost_model.implied_table(cost, rows))
     for n in ctx.notes:
         print(f"- {n}")
     print(f"total wall time {results['wall_s']:.1f} s")
