@@ -7,9 +7,9 @@
 # minirso is taken from this checkout (PYTHONPATH), so no install is needed.  Writes, under OUTDIR:
 #   device.txt           GPU, CuPy / CUDA / torch versions
 #   test_gpu.txt         tests/test_gpu.py, test_kernels.py, test_nvrtc.py on CuPy (fused kernels vs plain code)
-#   test_standin_vs_cupy.txt  tests/test_standin.py against the real CuPy: every behaviour the CPU stand-in
-#                        (tests/standin) models, checked on the real thing; a failure there is a stand-in
-#                        defect to fix in tests/standin
+#   test_standin_vs_cupy.txt  tests/test_standin.py and test_standin_kernels.py against the real CuPy: every
+#                        behaviour the CPU stand-in (tests/standin) models, checked on the real thing (the
+#                        "cupy" cases); a failure there is a stand-in defect to fix in tests/standin
 #   test_all_cupy.txt    the whole suite with MINIRSO_BACKEND=cupy
 #   bench.txt / .json    python benchmarks/run.py --device gpu --cost-model: measured GPU times next to the
 #                        cost model's prediction from the stand-in's counts (paste into benchmarks/README.md)
@@ -35,7 +35,8 @@ print(p['name'].decode(), 'cupy', cupy.__version__, 'CUDA runtime', cupy.cuda.ru
 'torch', torch.__version__, 'torch CUDA', torch.cuda.is_available())"
 step test_gpu env MINIRSO_BACKEND=cupy python -m pytest -q -rs tests/test_gpu.py tests/test_kernels.py \
     tests/test_nvrtc.py
-step test_standin_vs_cupy env MINIRSO_BACKEND=cupy python -m pytest -q -rs tests/test_standin.py
+step test_standin_vs_cupy env MINIRSO_BACKEND=cupy python -m pytest -q -rs tests/test_standin.py \
+    tests/test_standin_kernels.py
 step test_all_cupy env MINIRSO_BACKEND=cupy python -m pytest -q
 step bench python benchmarks/run.py --device gpu --cost-model --json "$out/bench.json"
 step bench_plain_amc env MINIRSO_FUSED=0 python benchmarks/run.py --device gpu --only amc --json "$out/bench_plain_amc.json"

@@ -1,6 +1,6 @@
 """Every fused kernel of minirso.kernels compiled by NVIDIA's own compiler, NVRTC, which needs no GPU or driver.
 
-CI installs it (``pip install nvidia-cuda-nvrtc-cu12==12.9.86 "cuda-bindings<13"``, about 250 MB) and sets
+CI installs it (``pip install -e ".[nvrtc]"``: nvidia-cuda-nvrtc-cu12 and cuda-bindings, about 250 MB) and sets
 ``MINIRSO_REQUIRE_NVRTC=1``, so there a missing compiler fails; elsewhere the module skips with that reason.
 Each kernel is compiled for sm_60, sm_80 and sm_90 with the options CuPy v14.2.0 uses (``cupy/_core/core.pyx``
 ``assemble_cupy_compiler_options``: ``--std=c++17`` unless given; ``cupy/cuda/compiler.py``
@@ -20,7 +20,7 @@ import pytest
 
 from minirso import kernels
 
-PIP = 'pip install nvidia-cuda-nvrtc-cu12==12.9.86 "cuda-bindings<13"'
+PIP = 'pip install -e ".[nvrtc]" (nvidia-cuda-nvrtc-cu12==12.9.86, cuda-bindings<13)'
 
 
 
