@@ -127,16 +127,8 @@ def _params(s: str, is_const: bool) -> tuple:
 def _decide_types(in_params, out_params, in_dtypes, out_dtypes):
     """``_decide_params_type_core``: placeholders bound by ARRAY arguments only, outputs first, exact dtypes."""
     types = {}
-    for p, a in zip(out_params, out_dtypes):
-        if p.dtype is not None:
-            if a != p.dtype:
-                raise TypeError("Type is mismatched. %s %s %s" % (p.name, a, p.dtype))
-        elif p.ctype in types:
-            if types[p.ctype] != a:
-                raise TypeError("Type is mismatched. %s %s %s %s" % (p.name, a, types[p.ctype], p.ctype))
-        else:
-            types[p.ctype] = a
-    for p, a in zip(in_params, in_dtypes):
+    # outputs first, then the inputs that are arrays (a scalar's dtype is None: it binds nothing)
+    for p, a in [*zip(out_params, out_dtypes), *zip(in_params, in_dtypes)]:
         if a is None:
             continue
         if p.dtype is not None:
