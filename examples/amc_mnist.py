@@ -50,10 +50,16 @@ run take 295 s instead of 105 s; ``OPENBLAS_NUM_THREADS=1`` avoids that.
 
 ``--json PATH`` writes test_accuracy, final_loss (U of the last step: on its
 minibatch when minibatching), train_loss, steps, wall_time, the batching mode,
-the acceptance rate and sigma.
+the acceptance rate and sigma.  Ctrl-C (SIGTERM) stops the run after a
+checkpoint: the script prints the command that continues, writes ``--json``
+with ``"interrupted": true`` (the numbers of the last evaluation) and exits
+with status 130 (143).  With ``--checkpoint``, ``<checkpoint>.metrics.jsonl``
+gets a line per evaluation and per log interval while the run goes on.
 """
 
 import argparse
+import shlex
+import signal
 import sys
 import time
 
@@ -131,15 +137,23 @@ def main():
                       meta={"example": "amc_mnist", **vars(args)}, loss="mse")
     if args.resume and trainer.restore(args.checkpoint):
         print(f"resumed from {args.checkpoint} at step {opt.step_count:,}")
-    history = trainer.fit()
-    for row in history["eval"]:
+    try:
+        trainer.fit()
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C / SIGTERM: the trainer saved, then raised
+        if trainer.stop_signal is None:
+            raise  # not the trainer's stop
+    stopped = trainer.stop_signal is not None
+    for row in trainer.history["eval"]:
         print(f"  step {row['step']:7,d}: test accuracy {row['test_accuracy']:.4f}, test U {row['test_loss']:.4f}, "
               f"train U {row.get('train_loss', float('nan')):.4f}, acceptance {row['acceptance']:.3f}, "
               f"sigma {row['sigma']:.2e}")
-    final = trainer.evaluate()
+    # an interrupted run reports its last evaluation (none yet: None) instead of waiting for a new one
+    final = (trainer.history["eval"][-1] if trainer.history["eval"] else {}) if stopped else trainer.evaluate()
+    final = {k: final.get(k) for k in ("test_accuracy", "test_loss", "train_accuracy", "train_loss")}
     wall = time.perf_counter() - t0
-    print(f"after {opt.step_count:,} steps: held-out accuracy {final['test_accuracy']:.4f}, training U "
-          f"{opt.loss:.4f}, acceptance rate {opt.acceptance_rate:.3f}, sigma {opt.sigma:.2e}; {wall:.1f} s")
+    if not stopped:
+        print(f"after {opt.step_count:,} steps: held-out accuracy {final['test_accuracy']:.4f}, training U "
+              f"{opt.loss:.4f}, acceptance rate {opt.acceptance_rate:.3f}, sigma {opt.sigma:.2e}; {wall:.1f} s")
 
     if args.json:
         result = {"example": "amc_mnist", "backend": minirso.backend_name(), "wall_time": wall,
@@ -150,13 +164,21 @@ def main():
                   "batch": opt.batch, "batching": args.batching, "signal_norm": args.signal_norm == "on",
                   "sigma0": args.sigma0, "epsilon": args.epsilon, "n_s": args.n_s, "seed": args.seed,
                   "params": net.num_params, "n_train": len(y_train), "n_test": len(y_test), "data": ds.name,
-                  "interrupted": trainer.interrupted, "smoke": args.smoke}
+                  "interrupted": stopped, "smoke": args.smoke}
+        if stopped:
+            result.update(stop_signal=signal.Signals(trainer.stop_signal).name, resume=resume_command(args))
         print(f"wrote {write_metrics(args.json, result)}")
-    if trainer.interrupted:  # the shell's "stopped by a signal" (130 for Ctrl-C): the run is unfinished
-        hint = f"; continue with --resume --checkpoint {args.checkpoint}" if args.checkpoint else ""
-        print(f"interrupted at step {opt.step_count:,}{hint}")
-        sys.exit(128 + trainer.stop_signal)
+    if stopped:  # the shell's "stopped by a signal" (130 for Ctrl-C, 143 for SIGTERM): the run is unfinished
+        hint = f"continue with: {resume_command(args)}" if args.checkpoint else "nothing was saved (no --checkpoint)"
+        print(f"interrupted at {trainer.where()}; {hint}")
+        return 128 + trainer.stop_signal
+    return 0
+
+
+def resume_command(args):
+    """The shell command that continues this run (its arguments and --resume); None without --checkpoint."""
+    return shlex.join(["python", *[a for a in sys.argv if a != "--resume"], "--resume"]) if args.checkpoint else None
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,8 +1,8 @@
 """aMC trains a plain tanh RNN on long pixel sequences: MNIST 0s versus 1s, the aMC paper's Fig. 5 (sec. II D).
 
 Run:  python examples/amc_rnn_mnist01.py                  (7x7 images, 49-step sequences: ~1 minute, 2 CPU cores)
-      python examples/amc_rnn_mnist01.py --side 28 --steps 20000 --download   (784-step sequences as the paper; a GPU job)
-      python examples/amc_rnn_mnist01.py --checkpoint runs/rnn.h5   (Ctrl-C saves; add --resume to continue)
+      python examples/amc_rnn_mnist01.py --side 28 --steps 20000 --download   (784-step sequences as the paper: GPU)
+      python examples/amc_rnn_mnist01.py --checkpoint runs/rnn.h5   (Ctrl-C saves, prints how to continue, exits 130)
       python examples/amc_rnn_mnist01.py --smoke --json out/rnn.json  (CI: a few seconds)
 
 The task: tell MNIST 0s from 1s, reading the image ONE PIXEL AT A TIME.  Pixels
@@ -46,6 +46,8 @@ times slower (small matrix products in a loop over time steps);
 """
 
 import argparse
+import shlex
+import signal
 import sys
 import time
 
@@ -145,14 +147,22 @@ def main():
                       eval_batch=500)
     if args.resume and trainer.restore(args.checkpoint):
         print(f"resumed from {args.checkpoint} at step {opt.step_count:,}")
-    history = trainer.fit()
-    for row in history["eval"]:
+    try:
+        trainer.fit()
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C / SIGTERM: the trainer saved, then raised
+        if trainer.stop_signal is None:
+            raise  # not the trainer's stop
+    stopped = trainer.stop_signal is not None
+    for row in trainer.history["eval"]:
         print(f"  step {row['step']:6,d}: held-out accuracy {row['test_accuracy']:.4f}, held-out U "
               f"{row['test_loss']:.4f}, acceptance {row['acceptance']:.3f}, sigma {row['sigma']:.2e}")
-    final = trainer.evaluate()
+    # an interrupted run reports its last evaluation (none yet: None) instead of waiting for a new one
+    final = (trainer.history["eval"][-1] if trainer.history["eval"] else {}) if stopped else trainer.evaluate()
+    final = {k: final.get(k) for k in ("test_accuracy", "test_loss")}
     wall = time.perf_counter() - t0
-    print(f"after {opt.step_count:,} steps: held-out accuracy {final['test_accuracy']:.4f}, last minibatch U "
-          f"{opt.loss:.4f}, acceptance rate {opt.acceptance_rate:.3f}; {wall:.1f} s")
+    if not stopped:
+        print(f"after {opt.step_count:,} steps: held-out accuracy {final['test_accuracy']:.4f}, last minibatch U "
+              f"{opt.loss:.4f}, acceptance rate {opt.acceptance_rate:.3f}; {wall:.1f} s")
 
     if args.json:
         result = {"example": "amc_rnn_mnist01", "backend": minirso.backend_name(), "wall_time": wall,
@@ -160,13 +170,21 @@ def main():
                   "final_loss": opt.loss, "acceptance": opt.acceptance_rate, "sigma": opt.sigma,
                   "sequence_length": args.side * args.side, "batch_size": batch, "cell": args.cell,
                   "params": net.num_params, "n_train": len(y_train), "n_test": len(y_test), "data": ds.name,
-                  "seed": args.seed, "interrupted": trainer.interrupted, "smoke": args.smoke}
+                  "seed": args.seed, "interrupted": stopped, "smoke": args.smoke}
+        if stopped:
+            result.update(stop_signal=signal.Signals(trainer.stop_signal).name, resume=resume_command(args))
         print(f"wrote {write_metrics(args.json, result)}")
-    if trainer.interrupted:  # the shell's "stopped by a signal" (130 for Ctrl-C): the run is unfinished
-        hint = f"; continue with --resume --checkpoint {args.checkpoint}" if args.checkpoint else ""
-        print(f"interrupted at step {opt.step_count:,}{hint}")
-        sys.exit(128 + trainer.stop_signal)
+    if stopped:  # the shell's "stopped by a signal" (130 for Ctrl-C, 143 for SIGTERM): the run is unfinished
+        hint = f"continue with: {resume_command(args)}" if args.checkpoint else "nothing was saved (no --checkpoint)"
+        print(f"interrupted at {trainer.where()}; {hint}")
+        return 128 + trainer.stop_signal
+    return 0
+
+
+def resume_command(args):
+    """The shell command that continues this run (its arguments and --resume); None without --checkpoint."""
+    return shlex.join(["python", *[a for a in sys.argv if a != "--resume"], "--resume"]) if args.checkpoint else None
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

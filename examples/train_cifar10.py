@@ -44,9 +44,15 @@ never downloads: it uses 64 CIFAR-10 images if they are there, else 64 random
 images in CIFAR's shape (3, 32, 32) with random labels, and a Depth-3 net at 4
 channels instead of 32 (308 parameters), for one cycle at batch 8: the whole
 code path (RSO, the Trainer, BatchNorm re-estimation, checkpoints) in seconds.
+
+Ctrl-C (SIGTERM) stops the run after a checkpoint: the script prints the command that continues
+(``--resume``), writes ``--json`` with ``"interrupted": true`` and exits with status 130 (143).  With
+``--checkpoint``, ``<checkpoint>.metrics.jsonl`` gets a line per finished tensor and evaluation.
 """
 
 import argparse
+import shlex
+import signal
 import sys
 import time
 
@@ -148,27 +154,44 @@ def main():
                       checkpoint_every_trials=args.checkpoint_every_trials, progress=not args.no_progress,
                       meta={"example": "train_cifar10", **vars(args)}, loss="cross_entropy_mean")
     if args.resume and trainer.restore(args.checkpoint):
-        print(f"resumed from {args.checkpoint} at cycle {opt.cycle}, trial {opt.trial:,}")
-    history = trainer.fit()
-    for row in history["eval"]:
+        print(f"resumed from {args.checkpoint} at {trainer.where()}")
+    try:
+        trainer.fit()
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C / SIGTERM: the trainer saved, then raised
+        if trainer.stop_signal is None:
+            raise  # not the trainer's stop
+    stopped = trainer.stop_signal is not None
+    for row in trainer.history["eval"]:
         print(f"  cycle {row['cycle']:3d}: test accuracy {row['test_accuracy']:.4f}, test loss "
               f"{row['test_loss']:.4f}, acceptance {row['acceptance']:.3f}, {row['wall_time']:.0f} s")
-    final = trainer.evaluate()
+    # an interrupted run reports its last evaluation (none yet: None) instead of waiting for a new one
+    final = (trainer.history["eval"][-1] if trainer.history["eval"] else {}) if stopped else trainer.evaluate()
+    final = {k: final.get(k) for k in ("test_accuracy", "test_loss")}
     wall = time.perf_counter() - t0
-    print(f"after {opt.cycle} cycles ({opt.trial:,} trials): test accuracy {final['test_accuracy']:.4f}; {wall:.1f} s")
+    if not stopped:
+        print(f"after {opt.cycle} cycles ({opt.trial:,} trials): test accuracy {final['test_accuracy']:.4f}; "
+              f"{wall:.1f} s")
 
     if args.json:
         result = {"example": "train_cifar10", "backend": minirso.backend_name(), "wall_time": wall,
                   "cycles": opt.cycle, "trials": opt.trial, "test_accuracy": final["test_accuracy"],
                   "test_loss": final["test_loss"], "depth": None if args.smoke else args.depth,
                   "params": net.num_params, "batch_size": batch, "n_train": len(y_train), "n_test": len(y_test),
-                  "evaluator": args.evaluator, "interrupted": trainer.interrupted, "smoke": args.smoke}
+                  "evaluator": args.evaluator, "interrupted": stopped, "smoke": args.smoke}
+        if stopped:
+            result.update(stop_signal=signal.Signals(trainer.stop_signal).name, resume=resume_command(args))
         print(f"wrote {write_metrics(args.json, result)}")
-    if trainer.interrupted:  # the shell's "stopped by a signal" (130 for Ctrl-C): the run is unfinished
-        hint = f"; continue with --resume --checkpoint {args.checkpoint}" if args.checkpoint else ""
-        print(f"interrupted at cycle {opt.cycle}, trial {opt.trial:,}{hint}")
-        sys.exit(128 + trainer.stop_signal)
+    if stopped:  # the shell's "stopped by a signal" (130 for Ctrl-C, 143 for SIGTERM): the run is unfinished
+        hint = f"continue with: {resume_command(args)}" if args.checkpoint else "nothing was saved (no --checkpoint)"
+        print(f"interrupted at {trainer.where()}; {hint}")
+        return 128 + trainer.stop_signal
+    return 0
+
+
+def resume_command(args):
+    """The shell command that continues this run (its arguments and --resume); None without --checkpoint."""
+    return shlex.join(["python", *[a for a in sys.argv if a != "--resume"], "--resume"]) if args.checkpoint else None
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

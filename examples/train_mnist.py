@@ -65,15 +65,21 @@ in 665 s on 2 cores.
 
 Every ``--checkpoint-trials`` trials, at each cycle's end and on Ctrl-C /
 SIGTERM, the run is saved to ``--checkpoint`` (HDF5, crash-safe, previous
-good copy kept as ``.prev``).  ``--resume`` continues from it bit for bit on
-NumPy.  ``--json PATH`` writes the final metrics.  ``--smoke`` is a few-second
-run for CI.
+good copy kept as ``.prev``), and every finished tensor and evaluation is a
+line of ``<checkpoint>.metrics.jsonl`` (``tail -f`` it while the run goes on).
+``--resume`` continues from the checkpoint bit for bit on NumPy.  Ctrl-C
+(SIGTERM) stops the script after the save: it prints the command that
+continues, writes ``--json`` with ``"interrupted": true`` and exits with
+status 130 (143).  ``--json PATH`` writes the final metrics.  ``--smoke`` is a
+few-second run for CI.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import signal
 import sys
 import time
 
@@ -106,7 +112,13 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def resume_command(argv) -> str:
+    """The shell command that continues this run: the same arguments, with --resume."""
+    return shlex.join(["python", sys.argv[0], *[a for a in argv if a != "--resume"], "--resume"])
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     if args.backend:
         minirso.use_backend(args.backend)
@@ -141,30 +153,40 @@ def main(argv=None) -> int:
                       meta={"example": "train_mnist", "args": vars(args), "data": ds.source})
     if args.resume and args.checkpoint:
         if trainer.restore(args.checkpoint):
-            print(f"resumed from {args.checkpoint} at cycle {optimizer.cycle}, trial {optimizer.trial}")
+            print(f"resumed from {args.checkpoint} at {trainer.where()}")
         else:
             print(f"no checkpoint at {args.checkpoint}: starting afresh")
     start = time.perf_counter()
-    trainer.fit()
-    if trainer.interrupted:
-        print(f"interrupted; continue with: python {sys.argv[0]} --resume --checkpoint {args.checkpoint}")
-        return 128 + trainer.stop_signal
+    try:
+        trainer.fit()
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C / SIGTERM: the trainer saved, then raised
+        if trainer.stop_signal is None:
+            raise  # not the trainer's stop
+    stopped = trainer.stop_signal is not None
 
-    # 4. report
-    last = trainer.history["eval"][-1]
-    metrics = {"example": "train_mnist", "smoke": args.smoke, "test_accuracy": last["test_accuracy"],
+    # 4. report (an interrupted run: its last evaluation, if any; the exit status says it is unfinished)
+    last = trainer.history["eval"][-1] if trainer.history["eval"] else {}
+    metrics = {"example": "train_mnist", "smoke": args.smoke, "interrupted": stopped,
+               "test_accuracy": last.get("test_accuracy"), "cycles_done": optimizer.cycle,
                "train_accuracy": last.get("train_accuracy"), "cycles": cycles, "batch_size": batch_size,
                "trials_per_batch": per_batch, "channels": channels, "wall_time": trainer.wall_time,
                "wall_time_this_run": time.perf_counter() - start, "backend": minirso.backend_name(),
                "num_params": model.num_params, "train_samples": int(len(y)), "test_samples": int(len(y_test)),
                "data": ds.source, "checkpoint": args.checkpoint or None}
-    print(f"held-out accuracy {100 * metrics['test_accuracy']:.2f}% on {len(y_test):,} images after "
-          f"{cycles} cycle(s), {metrics['wall_time']:.0f} s of training")
+    if stopped:
+        metrics["stop_signal"] = signal.Signals(trainer.stop_signal).name
+        metrics["resume"] = resume_command(argv) if args.checkpoint else None
+        print(f"interrupted at {trainer.where()}; " + (f"continue with: {metrics['resume']}" if args.checkpoint
+                                                        else "nothing was saved (--checkpoint '')"))
+    else:
+        print(f"held-out accuracy {100 * metrics['test_accuracy']:.2f}% on {len(y_test):,} images after "
+              f"{cycles} cycle(s), {metrics['wall_time']:.0f} s of training")
     if args.checkpoint:
-        print(f"checkpoint: {args.checkpoint}  (look inside: minirso inspect {args.checkpoint})")
+        print(f"checkpoint: {args.checkpoint}  (look inside: minirso inspect {args.checkpoint}; "
+              f"metrics log: {trainer.metrics_log})")
     if args.json:
         write_metrics(args.json, metrics)
-    return 0
+    return 128 + trainer.stop_signal if stopped else 0  # 130 / 143: the shell's "stopped by a signal"
 
 
 if __name__ == "__main__":

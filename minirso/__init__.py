@@ -2,13 +2,34 @@
 
 Start with :mod:`minirso.backend` (NumPy or CuPy), :mod:`minirso.params`
 (the flat parameter buffer), :mod:`minirso.nn` (layers and the model), and
-:mod:`minirso.models` (the papers' networks).
+:mod:`minirso.models` (the papers' networks).  ``import minirso`` also reaches
+:mod:`minirso.train` (the training loop), :mod:`minirso.checkpoint` (HDF5
+checkpoints) and :mod:`minirso.cli` (``minirso inspect``): they are imported on
+first use (``minirso.checkpoint.CheckpointError``), so that ``import minirso``
+does not pay for h5py and tqdm.
 """
+
+import importlib
 
 from . import backend, data, losses, models, nn, optim, params, random
 from .backend import asarray, backend_name, get_array_module, to_numpy, use_backend
 
 __version__ = "0.1.0"
 
-__all__ = ["backend", "random", "params", "nn", "losses", "models", "optim", "data", "use_backend", "backend_name",
-           "get_array_module", "asarray", "to_numpy", "__version__"]
+# Submodules imported on first attribute access (PEP 562).  Lazy rather than eager for import time (h5py and
+# tqdm cost about 60 ms) and because minirso.train imports minirso.checkpoint, which imports minirso.cli inside a
+# function: importing them here eagerly would make the package's import order matter.
+_LAZY_SUBMODULES = ("checkpoint", "cli", "train")
+
+__all__ = ["backend", "random", "params", "nn", "losses", "models", "optim", "data", "checkpoint", "train", "cli",
+           "use_backend", "backend_name", "get_array_module", "asarray", "to_numpy", "__version__"]
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")  # also binds it on the package: called once per name
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))

@@ -5,7 +5,9 @@
     from minirso import checkpoint
     checkpoint.save("run.h5", model, optimizer, history, meta={"cycle": 3}, keep_previous=True)
     ck = checkpoint.load("run.h5", fallback=True)   # ck.model, ck.optimizer, ck.history, ck.meta, ck.attrs
+    ck.model.predict(x)                              # the model comes back in eval mode, ready for inference
     checkpoint.verify("run.h5")                      # every checksum, without building a model
+    checkpoint.check_writable("runs/run.h5")         # before a long run: fail now, not at its first save
 
 The file is plain HDF5 that h5py alone can read (layout: ``docs/checkpoint-format.md``).  What this
 module adds are two promises, and the reason they need work is that HDF5 makes neither:
@@ -32,14 +34,16 @@ of the data, so a flipped bit in a weight loads silently.  Two layers of sha256 
    the tests run both layers separately against thousands of damaged files.
 
 Every problem with a file (missing, not a checkpoint, unknown version, truncated, a checksum, an
-architecture that does not fit the weights) raises ONE exception type, :class:`CheckpointError`,
-whose message names the file and the problem; whatever h5py, json or the OS raised is its ``__cause__``.
+architecture that does not fit the weights) and every failure to write one (a folder that is missing,
+read-only or full) raises ONE exception type, :class:`CheckpointError`, whose message names the file
+and the problem; whatever h5py, json or the OS raised is its ``__cause__``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import functools
 import hashlib
 import importlib.util
@@ -61,7 +65,7 @@ from .backend import get_array_module, to_numpy
 from .nn.sequential import Sequential
 
 __all__ = ["CheckpointError", "CheckpointWarning", "Checkpoint", "save", "load", "verify", "summary",
-           "previous_path", "FORMAT", "FORMAT_VERSION"]
+           "previous_path", "check_writable", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "minirso-checkpoint"
 FORMAT_VERSION = 1
@@ -76,8 +80,9 @@ _FILE_ERRORS = (OSError, LookupError, ValueError, TypeError, RuntimeError, Arith
 
 
 class CheckpointError(Exception):
-    """A checkpoint file cannot be used: missing, not a checkpoint, unknown version, damaged, or not
-    fitting its own architecture.  ``str(err)`` is ONE line, ``"<path>: <problem>"``; ``err.path`` and
+    """A checkpoint file cannot be used (missing, not a checkpoint, unknown version, damaged, or not
+    fitting its own architecture) or cannot be written (the problem names the folder, the cause and the
+    fix).  ``str(err)`` is ONE line, ``"<path>: <problem>"``; ``err.path`` and
     ``err.problem`` hold the parts."""
 
     def __init__(self, path, problem: str):
@@ -98,7 +103,11 @@ class Checkpoint:
     """What :func:`load` returns.
 
     ``model``: a :class:`~minirso.nn.Sequential` on the active backend, parameters and BatchNorm
-    statistics bit-identical to the saved ones; ``optimizer``: the saved ``state_dict()`` (or None),
+    statistics bit-identical to the saved ones, in **eval mode** (``model.training`` is False): ready for
+    inference (``model.predict(x)``), BatchNorm using the saved running statistics, so a row's output does
+    not depend on its batch.  To continue training it yourself call ``model.train()`` first (RSO does
+    that itself, :class:`~minirso.train.Trainer` copies the weights into its own model);
+    ``optimizer``: the saved ``state_dict()`` (or None),
     ready for ``optimizer.load_state_dict``; ``history``: as saved (or None); ``meta``: the JSON
     metadata (``{}`` if none); ``attrs``: the file's root attributes (versions, creation time, ...).
     """
@@ -128,7 +137,10 @@ def save(path, model, optimizer=None, history=None, *, meta=None, keep_previous:
     ``meta``: a JSON-able dict (run configuration, position).  ``keep_previous``: the checkpoint at
     ``path`` (if it verifies) becomes :func:`previous_path` (``path + ".prev"``).
 
-    Values that cannot be stored exactly raise TypeError and leave ``path`` untouched.
+    Values that cannot be stored exactly raise TypeError and leave ``path`` untouched.  A file that
+    cannot be written (missing, read-only or full folder, ...) raises :class:`CheckpointError` naming
+    the folder, the cause and the fix, and also leaves ``path`` untouched; :func:`check_writable` finds
+    most of these before a long run starts.  The folder must exist (:func:`check_writable` can create it).
     """
     path = os.fspath(path)
     state = _optimizer_state(optimizer)
@@ -143,10 +155,64 @@ def save(path, model, optimizer=None, history=None, *, meta=None, keep_previous:
         if keep_previous:
             _keep_previous(path)
         os.replace(tmp, path)  # the atomic step: before it readers see the old file, after it the new
-    except BaseException:  # also KeyboardInterrupt: leave no temporary behind
+    except BaseException as e:  # also KeyboardInterrupt: leave no temporary behind
         _remove_quietly(tmp)
+        if isinstance(e, OSError):  # h5py's and the OS's write errors (a raw OSError names the temporary)
+            raise _write_error(path, e) from e
         raise
     _fsync_directory(path)
+
+
+def check_writable(path, *, create_folders: bool = False) -> str:
+    """Raise :class:`CheckpointError` now if :func:`save` could not write a checkpoint at ``path``.
+
+    For the start of a long run, so that a bad ``--checkpoint`` fails in a second instead of after the
+    first cycle.  ``create_folders=True`` first creates the missing folders of ``path`` (what the
+    trainer's saves do).  The test is real: a probe file is created in the folder and removed again
+    (permission bits say nothing for root, read-only mounts or full disks with quotas).  ``path`` may
+    exist (a save replaces it) but must not be a folder.  Returns the absolute folder.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.basename(path) or os.path.isdir(path):
+        raise CheckpointError(path, "is a folder, not a file name: give the checkpoint a file name, e.g. "
+                                    f"{os.path.join(path, 'run.h5')}")
+    probe = _temporary_name(path)  # the temporaries' pattern: a probe left by a kill is cleaned by the next save
+    if create_folders:
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise _write_error(path, e, creating=True) from e
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.remove(probe)
+    except OSError as e:
+        raise _write_error(path, e) from e
+    return folder
+
+
+_FIXES = {  # errno -> what the user can do about it
+    errno.ENOENT: "the folder does not exist: create it, or choose another path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.EEXIST: "a part of the path is a file, not a folder: choose another path",  # (from creating folders)
+    errno.EISDIR: "the path is a folder: give the checkpoint a file name, e.g. run.h5",
+    errno.EACCES: "no permission to write there: fix the folder's permissions or choose another path",
+    errno.EPERM: "the operation is not permitted there: fix the folder's permissions or choose another path",
+    errno.EROFS: "the file system is read-only: choose a path on a writable one",
+    errno.ENOSPC: "the disk is full: free some space or choose a path on another disk",
+    errno.EDQUOT: "the disk quota is exceeded: free some space or choose a path on another disk",
+}
+
+
+def _write_error(path, e: OSError, creating: bool = False) -> CheckpointError:
+    """The CheckpointError for a failed write (``creating``: of the folder): the folder, the cause, the fix."""
+    folder = os.path.dirname(os.path.abspath(path))
+    cause = f"{os.strerror(e.errno)} (errno {e.errno})" if e.errno else f"{type(e).__name__}: {e}"
+    fix = _FIXES.get(e.errno, "choose a checkpoint path in a folder you can write to")
+    if e.errno == errno.ENOENT and (creating or os.path.isdir(folder)):  # e.g. under /proc: no new entries
+        fix = "no new files or folders can be made there: choose another path"
+    what = "create the folder" if creating else "write a checkpoint in the folder"
+    return CheckpointError(path, f"cannot {what} {folder}: {cause}; {fix}")
 
 
 def _optimizer_state(optimizer):
@@ -857,7 +923,7 @@ def _read_model(tree: _Tree, path) -> Sequential:
                    and p not in expected and p != "/model/architecture.json")
     if extra:
         raise CheckpointError(path, f"architecture mismatch: dataset {extra[0]} is not part of the architecture")
-    return model
+    return model.eval()  # loaded for inference: BatchNorm uses the saved running statistics (see Checkpoint)
 
 
 def _tensor(tree, path, name, shape, dtype):

@@ -5,10 +5,11 @@
     minirso inspect run.h5                  versions, layers and parameter counts, optimizer state, history
     minirso inspect run.h5 --verify         checksums only: prints "OK run.h5" (exit 0) or the problem (exit 1)
     minirso inspect run.h5 --plot run.png   learning curves of the history's "eval" table (needs matplotlib)
+    minirso --version                       prints "minirso <version>"
 
 Exit codes: 0 success; 1 the checkpoint cannot be used (ONE line on stderr: the
 :class:`~minirso.checkpoint.CheckpointError` message, no traceback); 2 a usage error, or ``--plot``
-without matplotlib (``pip install 'minirso[plot]'``).
+without matplotlib (the message says how to install it: :data:`PLOT_INSTALL_HINT`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ import warnings
 
 import numpy
 
-__all__ = ["main", "describe"]
+__all__ = ["main", "describe", "PLOT_INSTALL_HINT"]
+
+# minirso is installed from a clone (README), so the plot extra is installed from there; plain matplotlib works too.
+PLOT_INSTALL_HINT = 'pip install matplotlib (or, in the minirso repository, pip install -e ".[plot]")'
 
 
 def main(argv=None) -> int:
@@ -39,6 +43,7 @@ def main(argv=None) -> int:
 
 def _parser():
     parser = argparse.ArgumentParser(prog="minirso", description="minirso: gradient-free training tools")
+    parser.add_argument("--version", action="version", version=f"minirso {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="command")
     p = sub.add_parser("inspect", help="show what a checkpoint holds, verify it, or plot its learning curves",
                        description="Show what a minirso checkpoint holds (an HDF5 file written by "
@@ -50,6 +55,18 @@ def _parser():
     mode.add_argument("--plot", metavar="PNG", help="also plot the history's eval table (accuracy, loss) to this file")
     p.set_defaults(run=_inspect)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version; the package's ``__version__`` when it runs uninstalled (a bare clone)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("minirso")
+    except metadata.PackageNotFoundError:
+        from . import __version__
+
+        return __version__
 
 
 def _inspect(args) -> int:
@@ -112,7 +129,10 @@ def _describe_optimizer(state_dict) -> str:
     lines = [f"optimizer: {state_dict['type']}", "  hyperparameters:"]
     lines += [f"    {k:22s} {_brief(v)}" for k, v in state_dict["hyperparameters"].items()]
     lines.append("  state:")
-    lines += [f"    {k:22s} {_brief(v)}" for k, v in state_dict["state"].items()]
+    for k, v in state_dict["state"].items():
+        # RSO's own counter is the cycles completed; everything the user reads numbers cycles from 1
+        note = "  (cycles completed)" if (state_dict["type"], k) == ("RSO", "cycle") else ""
+        lines.append(f"    {k:22s} {_brief(v)}{note}")
     return "\n".join(lines)
 
 
@@ -211,7 +231,7 @@ def _plot(ckpt, out) -> int:
         matplotlib.use("Agg")  # files only: no display needed
         import matplotlib.pyplot as plt
     except ImportError:
-        print("minirso inspect --plot needs matplotlib: pip install 'minirso[plot]'", file=sys.stderr)
+        print(f"minirso inspect --plot needs matplotlib: {PLOT_INSTALL_HINT}", file=sys.stderr)
         return 2
     name, rows = _eval_table(ckpt.history)
     if rows is None:

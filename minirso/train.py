@@ -1,16 +1,14 @@
-"""The training loop: progress bars, held-out evaluation, history, checkpoints and exact resume.
+"""The training loop: progress bars, held-out evaluation, history, a metrics log, checkpoints, exact resume.
 
 ::
 
     trainer = Trainer(model, RSO(model, x, y, cycles=50), eval_data=(x_test, y_test),
-                      bn_data=x[:2000], checkpoint="run.h5")
+                      bn_data=x[:2000], checkpoint="run.h5")   # also writes run.h5.metrics.jsonl
     trainer.restore("run.h5")   # continue an earlier run (False, and nothing done, if there is none)
-    history = trainer.fit()     # Ctrl-C or SIGTERM: saves a checkpoint and returns; run again to go on
+    history = trainer.fit()     # Ctrl-C: saves a checkpoint, then raises KeyboardInterrupt
 
 **The loop.**  A step is one RSO trial (one weight) or one aMC move.  After every step comes a
-*boundary*, where in this order: (1) the history grows (RSO: a ``"layers"`` row per finished tensor,
-whose ``cycle`` is the optimizer's 0-based cycle index, while an ``"eval"`` row's ``cycle`` counts the
-cycles completed, so ``layers`` rows of cycle c precede the ``eval`` row of cycle c + 1;
+*boundary*, where in this order: (1) the history grows (RSO: a ``"layers"`` row per finished tensor;
 aMC: a ``"steps"`` row every ``log_every`` steps); (2) an evaluation runs if due (every ``eval_every``
 RSO cycles / aMC steps, and at the end of ``fit()`` unless the last one was there); (3) a checkpoint
 is written if due (every ``checkpoint_every`` cycles / steps, RSO also every ``checkpoint_every_trials``
@@ -18,6 +16,27 @@ trials of the run), or if a signal came, and at the end.  RSO checkpoints (trial
 those for a signal) wait for the next batch start (``RSO.at_batch_start``): within one mini-batch the
 incremental evaluator carries activations from trial to trial, and only at a batch start does a
 restored run compute exactly what the uninterrupted one computed.
+
+**What is reported, and how it is counted.**  Cycles are numbered from 1 wherever the trainer shows or
+records one: a ``"layers"`` row of cycle 1 is a tensor of the first cycle, the ``"eval"`` row with
+``cycle`` 1 was measured after the first cycle (its ``cycle`` is also the number of cycles completed),
+and messages say e.g. "trial 300 (cycle 2 of 7)".  (The RSO optimizer's own ``cycle`` attribute,
+``records`` and state count from 0: the number of cycles completed.)  Every loss the trainer reports
+is a mean per sample: ``test_loss`` / ``train_loss`` of an evaluation, and ``batch_loss``, the
+optimizer's loss on the training rows it used (RSO: of the kept candidate, averaged over the tensor's
+trials; aMC: U of the current parameters) -- the optimizers' summed ``"cross_entropy"`` is divided by
+its number of rows; a custom loss callable is reported as it returns.  The acceptance rate (moves or
+trials that changed the parameters) is ``acceptance`` in the tables and ``accept=`` on the bars, never
+``acc``; ``test_acc=`` on a bar is the held-out accuracy.
+
+**The metrics log** (``metrics_log``; by default ``<checkpoint>.metrics.jsonl`` beside the checkpoint,
+none without one): JSON lines, one object per history row in the order the rows were made, each with
+``"kind"`` (its table: ``"eval"``, ``"layers"`` or ``"steps"``) and the row's fields; NaN and infinities
+are written as ``null`` (strict JSON).  Every line is flushed as it is written, so ``tail -f`` or
+``pandas.read_json(path, lines=True)`` see a run while it goes on.  At the start of every ``fit()`` the
+file is rewritten from the history (empty for a fresh run, the restored history after ``restore``), so
+after a crash the lines written past the last checkpoint are not repeated by the resumed run: the log
+always holds exactly the history.  ``minirso inspect --plot`` draws from the checkpoint's history.
 
 **Exact resume.**  Every schedule is a pure function of the optimizer's position (cycles, trials,
 steps), which is in the optimizer's state, and a checkpoint is only written at the END of a
@@ -30,15 +49,29 @@ of a resumed run equal an uninterrupted run's bit for bit, except ``wall_time`` 
 summed across resumes).  A damaged newest checkpoint: ``restore`` warns and loads the previous one
 (``path + ".prev"``), and the run repeats some work.
 
-**Signals.**  While ``fit()`` runs (only then) SIGINT and SIGTERM set a flag: the current step and
-its boundary finish, a checkpoint is saved, ``interrupted`` becomes True, ``stop_signal`` holds the
-signal number and ``fit()`` returns.  A second SIGINT raises KeyboardInterrupt at once (the file on
-disk stays whole: saves replace it atomically).  Scripts should then exit with ``128 + stop_signal``
-(130: Ctrl-C, 143: SIGTERM), the shell's "stopped by a signal", so job schedulers see an unfinished run.
+**Signals: a stopped run stops the script.**  While ``fit()`` runs (only then) SIGINT and SIGTERM set a
+flag: the current step and its boundary finish, a checkpoint is saved, ``interrupted`` becomes True,
+``stop_signal`` holds the signal number, and ``fit()`` raises what Python raises for that signal when
+no handler is installed, so a script looping over runs does not go on to the next one:
+
+* SIGINT (Ctrl-C): ``KeyboardInterrupt`` (its message says where the run stopped and where it was
+  saved).  Uncaught, Python prints the traceback and the process ends as killed by SIGINT (a shell
+  shows exit status 130).
+* SIGTERM (``kill``, job schedulers): ``SystemExit(143)``.  Uncaught, the process exits quietly with
+  status 143 (128 + SIGTERM, what a shell reports for a process SIGTERM ended); ``finally`` blocks and
+  ``atexit`` run.
+
+Neither is an ``Exception``, so ``except Exception`` does not swallow them.  A script that wants to
+report an interrupted run catches them and exits with ``128 + trainer.stop_signal`` (the examples
+write their ``--json`` with ``"interrupted": true``, print the command that resumes, and exit 130 /
+143).  A second SIGINT during the step raises KeyboardInterrupt at once, without a new checkpoint
+(``interrupted`` stays False; the file on disk stays whole: saves replace it atomically).
 
 **Checkpoint meta**: ``{"trainer": {"version", "kind" ("rso"/"amc"), "steps", "position",
 "wall_time", "loop" (aMC: [step, accepted] at the last "steps" row and evaluation: acceptance is
-per window), "schedule"}, "user": meta}``.
+per window), "schedule"}, "user": meta}``.  Before training starts, ``fit()`` checks that the
+checkpoint's folder can be written (:func:`minirso.checkpoint.check_writable`, creating missing folders):
+a bad path fails in a second with a :class:`~minirso.checkpoint.CheckpointError`, not after a cycle.
 
 **Nets that end in Softmax** (aMC's): the output is a probability, so accuracy is its arg-max and a
 cross-entropy ``loss`` is ``-log p[label]`` (the cross-entropy of ``log p``); ``loss="mse"`` reports
@@ -64,11 +97,12 @@ from .backend import get_array_module, to_numpy
 from .nn.activation import Softmax
 from .optim import AMC, RSO
 from .optim.base import check_int
-from .optim.evaluate import resolve_loss
+from .optim.evaluate import LOSSES, resolve_loss
 
 __all__ = ["Trainer", "write_metrics"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_SUMMED = LOSSES["cross_entropy"]  # the one built-in loss summed over rows: reported divided by them
 _SHOW_EVERY = 20  # progress-bar updates every this many trials / steps: a tqdm refresh costs ~0.1 ms
 
 
@@ -76,11 +110,13 @@ class Trainer:
     """Run ``optimizer`` (RSO, or AMC / Metropolis with ``steps``) on ``model``: see the module docstring.
 
     ``checkpoint``: the HDF5 path to save to (its folder is created), or None / "" for none.
+    ``metrics_log``: True (default): ``<checkpoint>.metrics.jsonl``, or none without a checkpoint; a path;
+    or False / None / "" for none.
     """
 
     def __init__(self, model, optimizer, *, steps=None, eval_data=None, train_eval_data=None, bn_data=None,
                  eval_every=1, checkpoint=None, checkpoint_every=1, checkpoint_every_trials=None, log_every=100,
-                 progress=True, meta=None, loss="cross_entropy_mean", eval_batch=2000):
+                 progress=True, meta=None, loss="cross_entropy_mean", eval_batch=2000, metrics_log=True):
         if isinstance(optimizer, RSO):
             if optimizer.model is not model:
                 raise ValueError("Trainer: the RSO optimizer was built for a different model")
@@ -103,6 +139,11 @@ class Trainer:
         # None or "" (a command line's --checkpoint '') mean: no checkpoints
         self.checkpoint_path = os.fspath(checkpoint) if checkpoint is not None and os.fspath(checkpoint) else None
         self.checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
+        if metrics_log is True:
+            metrics_log = self.checkpoint_path and self.checkpoint_path + ".metrics.jsonl"
+        self.metrics_log = os.fspath(metrics_log) if metrics_log not in (None, False) and os.fspath(metrics_log) \
+            else None
+        self._log = None  # the open metrics log while fit() runs
         self.progress, self.meta = bool(progress), dict(meta or {})
         self.loss_name, self._loss_fn = resolve_loss(loss)
         self.eval_batch = check_int("eval_batch", eval_batch, 1)
@@ -118,12 +159,15 @@ class Trainer:
 
     # ---- the loop ------------------------------------------------------------------------------
     def fit(self) -> dict:
-        """Train to the end (or to a signal: then checkpoint and return); returns ``history``."""
+        """Train to the end and return ``history``; on SIGINT / SIGTERM checkpoint, then raise
+        KeyboardInterrupt / SystemExit(143) (see the module docstring)."""
         loop = self._loop
         self.interrupted, self.stop_signal = False, None
+        if self.checkpoint_path is not None:  # a bad path fails now, not at the first save a cycle later
+            ckpt.check_writable(self.checkpoint_path, create_folders=True)
         self._t0 = time.perf_counter()
         try:
-            with self._signal_handlers(), loop.bars(self.progress):
+            with self._metrics_log(), self._signal_handlers(), loop.bars(self.progress):
                 while not loop.done() and not self.interrupted:
                     eval_due, save_due = loop.step()  # (1) one trial / move, and its history rows
                     self._dirty = True
@@ -132,19 +176,57 @@ class Trainer:
                     self.interrupted = self.stop_signal is not None and loop.can_stop()
                     if save_due or self.interrupted:
                         self._save()  # (3)
-            if self.interrupted:
-                where = ", ".join(f"{k} {v}" for k, v in loop.position().items())
-                self._say(f"stopped by {signal.Signals(self.stop_signal).name} at {where}"
-                          + (f"; checkpoint saved to {self.checkpoint_path}" if self.checkpoint_path else ""))
-                return self.history
-            rows = self.history["eval"]
-            if self._has_eval() and not (rows and loop.at(rows[-1])):
-                self._log_evaluation()  # the final evaluation, unless the schedule just made it
-            if self._dirty:
-                self._save()
+                if not self.interrupted:
+                    rows = self.history["eval"]
+                    if self._has_eval() and not (rows and loop.at(rows[-1])):
+                        self._log_evaluation()  # the final evaluation, unless the schedule just made it
+                    if self._dirty:
+                        self._save()
         finally:
             self._wall, self._t0 = self.wall_time, None
+        if self.interrupted:  # the handlers are restored: raise what the signal would have raised without them
+            name = signal.Signals(self.stop_signal).name
+            text = f"stopped by {name} at {self.where()}" + (
+                f"; checkpoint saved to {self.checkpoint_path}" if self.checkpoint_path else "; no checkpoint path set")
+            self._say(text)
+            if self.stop_signal == signal.SIGINT:
+                raise KeyboardInterrupt(text)
+            raise SystemExit(128 + self.stop_signal)
         return self.history
+
+    def where(self) -> str:
+        """Where the run is, for people: e.g. "trial 300 (cycle 2 of 7)" (RSO) or "step 40 of 150" (aMC)."""
+        return self._loop.where()
+
+    def _record(self, table, row):
+        """Append ``row`` to ``history[table]`` and, as one flushed line, to the metrics log."""
+        self.history[table].append(row)
+        if self._log is not None:
+            self._log.write(_json_line(table, row))
+            self._log.flush()  # readers (tail -f, pandas) see the line now, not when a buffer fills
+
+    @contextmanager
+    def _metrics_log(self):
+        """The metrics log, rewritten from the history (see the module docstring) and open for appending."""
+        if self.metrics_log is None:
+            yield
+            return
+        path = self.metrics_log
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            tmp = f"{path}.tmp{os.getpid()}"
+            with open(tmp, "w") as f:  # written next to it and renamed: a reader never sees half a history
+                f.writelines(_json_line(table, row) for table, row in self._loop.ordered_rows())
+            os.replace(tmp, path)
+            self._log = open(path, "a")
+        except OSError as e:
+            raise OSError(e.errno, f"Trainer: cannot write the metrics log {path} ({e.strerror}); choose another "
+                                   "path with metrics_log=PATH, or metrics_log=False for none") from e
+        try:
+            yield
+        finally:
+            self._log.close()
+            self._log = None
 
     @contextmanager
     def _signal_handlers(self):
@@ -194,10 +276,10 @@ class Trainer:
             model.train(was_training)
 
     def _measure(self, x, y) -> dict:
-        """Accuracy (integer labels only) and loss on ``(x, y)``, ``eval_batch`` rows at a time."""
+        """Accuracy (integer labels only) and the loss per sample on ``(x, y)``, ``eval_batch`` rows at a time."""
         xp = get_array_module(self.model.params)
         log_p = isinstance(self.model.layers[-1], Softmax) and self.loss_name.startswith("cross_entropy")
-        summed = self.loss_name == "cross_entropy"  # the authors' summed loss; the others are means over rows
+        summed = self._loss_fn is _SUMMED  # the authors' summed loss; the others are means over rows
         n, correct, total = int(x.shape[0]), 0, 0.0
         for i in range(0, n, self.eval_batch):
             xb, yb = xp.asarray(x[i : i + self.eval_batch]), xp.asarray(y[i : i + self.eval_batch])
@@ -209,12 +291,12 @@ class Trainer:
             value = float(self._loss_fn(out, yb))
             total += value if summed else value * yb.shape[0]
         result = {"accuracy": correct / n} if y.dtype.kind in "iu" else {}
-        result["loss"] = total if summed else total / n
+        result["loss"] = total / n  # per sample, whichever loss
         return result
 
     def _log_evaluation(self):
         row = {**self._loop.position(), "wall_time": self.wall_time, **self.evaluate(), **self._loop.eval_summary()}
-        self.history["eval"].append(row)
+        self._record("eval", row)
         self._dirty = True
         self._loop.show_eval(row)
 
@@ -275,10 +357,17 @@ def _check_architecture(saved, model, path):
 
 
 class _Loop:
-    """What the Trainer asks of a loop: ``done()``, ``position()``, ``step() -> (eval_due, save_due)``,
-    ``eval_summary()``, ``bars(on)``, ``show_eval(row)``, and its own ``state()`` for the checkpoint."""
+    """What the Trainer asks of a loop: ``done()``, ``position()``, ``where()``, ``step() -> (eval_due,
+    save_due)``, ``eval_summary()``, ``bars(on)``, ``show_eval(row)``, ``order(table, row)`` (where a history
+    row was made) and its own ``state()`` for the checkpoint."""
 
     key = None  # the position entry that identifies a boundary
+
+    def ordered_rows(self):
+        """``(table, row)`` of the whole history in the order the rows were made (for the metrics log): by
+        position, and at one position the loop's row before the evaluation (``step()`` makes it first)."""
+        rows = [(table, row) for table in (self.table, "eval") for row in self.t.history.get(table, [])]
+        return sorted(rows, key=lambda tr: (self.order(*tr), tr[0] == "eval"))  # stable within a table
 
     def at(self, row) -> bool:
         """Is ``row`` (of history["eval"]) from the current position?"""
@@ -306,19 +395,35 @@ class _RSOLoop(_Loop):
         self.every_trials = None if every_trials is None else check_int("checkpoint_every_trials", every_trials, 1)
         self._cycles = self._tensor = None  # the two progress bars
         self._save_wanted = False  # a trial checkpoint fell due inside a batch
+        # losses per sample: every candidate is scored on batch_size rows (its own or a shared batch)
+        summed = getattr(opt.evaluator, "loss_fn", None) is _SUMMED
+        self.per_sample = 1.0 / opt.hyperparameters["batch_size"] if summed else 1.0
 
     def done(self):
         return self.opt.done
 
     def position(self):
-        return {"cycle": self.opt.cycle, "trials": self.opt.trial}
+        return {"cycle": self.opt.cycle, "trials": self.opt.trial}  # cycle: the cycles completed
+
+    def where(self):
+        opt, cycles = self.opt, self.opt.hyperparameters["cycles"]
+        if opt.done:
+            return f"trial {opt.trial} (all {cycles} cycles done)"
+        if opt.cycle and opt.unit == 0 and opt.pos == 0:
+            return f"trial {opt.trial} (end of cycle {opt.cycle} of {cycles})"
+        return f"trial {opt.trial} (cycle {opt.cycle + 1} of {cycles})"
+
+    def order(self, table, row):
+        return row["cycle"]  # a "layers" row of cycle c comes before the evaluation after cycle c
 
     def step(self):
         t, opt, cycle = self.t, self.opt, self.opt.cycle
         self._show_trial(opt.step())
-        layers = t.history["layers"]
-        for r in opt.records[len(layers):]:  # a tensor has finished: its record becomes a row
-            layers.append({**r, "acceptance": (r["plus"] + r["minus"]) / r["trials"] if r["trials"] else math.nan})
+        for r in opt.records[len(t.history["layers"]):]:  # a tensor has finished: its record becomes a row
+            row = {k: v for k, v in r.items() if k != "mean_loss"}  # (in the optimizer's units: summed)
+            row.update(cycle=r["cycle"] + 1, batch_loss=r["mean_loss"] * self.per_sample,
+                       acceptance=(r["plus"] + r["minus"]) / r["trials"] if r["trials"] else math.nan)
+            t._record("layers", row)
         cycle_end = opt.cycle != cycle
         if cycle_end and self._cycles is not None:
             self._cycles.update(1)
@@ -371,8 +476,8 @@ class _RSOLoop(_Loop):
         last = info["position"] + 1 == info["trials"]
         if self._shown % _SHOW_EVERY == 0 or last:
             sigma = float(numpy.mean(self.opt.units[info["unit"]].sigma)) * self.opt.sigma_factor(info["cycle"])
-            self._tensor.set_postfix(loss=f"{self._loss / self._shown:.4g}", acc=f"{self._kept / self._shown:.2f}",
-                                     sigma=f"{sigma:.3g}", refresh=False)
+            self._tensor.set_postfix(batch_loss=f"{self._loss * self.per_sample / self._shown:.4g}",
+                                     accept=f"{self._kept / self._shown:.2f}", sigma=f"{sigma:.3g}", refresh=False)
             self._tensor.update(self._tensor.total - self._tensor.n if last else _SHOW_EVERY)
         if last:
             self._tensor.close()
@@ -399,6 +504,20 @@ class _AMCLoop(_Loop):
     def position(self):
         return {"step": self.opt.step_count}
 
+    def where(self):
+        return f"step {self.opt.step_count} of {self.steps}"
+
+    def order(self, table, row):
+        return row["step"]
+
+    def batch_loss(self):
+        """U of the current parameters per sample: the summed cross-entropy divided by the rows it was
+        computed on (the minibatch selected for the last step, else all the data)."""
+        f, loss = self.opt.loss_fn, float(self.opt.loss)
+        if getattr(f, "loss_fn", None) is not _SUMMED:
+            return loss
+        return loss / (int(f.rows.shape[0]) if f.rows is not None else f.num_samples)
+
     def state(self):
         return {"marks": self.marks}
 
@@ -417,8 +536,8 @@ class _AMCLoop(_Loop):
         opt.step()
         n = opt.step_count
         if n % self.log_every == 0:
-            t.history["steps"].append({"step": n, "loss": float(opt.loss), "sigma": float(opt.sigma),
-                                       "acceptance": self._window("log"), "wall_time": t.wall_time})
+            t._record("steps", {"step": n, "batch_loss": self.batch_loss(), "sigma": float(opt.sigma),
+                                "acceptance": self._window("log"), "wall_time": t.wall_time})
         self._show()
         return n % t.eval_every == 0, n % t.checkpoint_every == 0
 
@@ -444,7 +563,7 @@ class _AMCLoop(_Loop):
             return
         (n0, a0), n = self._shown, opt.step_count
         self._shown = [n, opt.accepted]
-        shown = {"loss": f"{opt.loss:.4g}", "acc": f"{(opt.accepted - a0) / max(n - n0, 1):.2f}",
+        shown = {"batch_loss": f"{self.batch_loss():.4g}", "accept": f"{(opt.accepted - a0) / max(n - n0, 1):.2f}",
                  "sigma": f"{opt.sigma:.3g}"}
         if self._test is not None:
             shown["test_acc"] = self._test
@@ -453,6 +572,19 @@ class _AMCLoop(_Loop):
 
     def show_eval(self, row):
         self._test = f"{row['test_accuracy']:.4f}" if "test_accuracy" in row else None
+
+
+def _json_line(table, row) -> str:
+    """One metrics-log line: ``{"kind": table, **row}`` as strict JSON (NaN and infinities as null)."""
+    clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+    return json.dumps({"kind": table, **clean}, allow_nan=False, default=_plain) + "\n"
+
+
+def _plain(v):
+    if isinstance(v, numpy.generic):
+        v = v.item()
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+    return str(v)
 
 
 def write_metrics(path, metrics: dict) -> str:

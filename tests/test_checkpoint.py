@@ -11,6 +11,8 @@ The promises under test (see the module docstring of minirso.checkpoint):
 Long variants are marked slow (``--runslow``).
 """
 
+import errno
+import json
 import math
 import os
 import pickle
@@ -120,6 +122,8 @@ def test_round_trip_rso_mnist_with_amc_state_and_exact_resume(tmp_path, rng):
     assert same(ck.history, HISTORY)
     assert ck.meta == {"config": {"lr": 0.1, "tag": "t"}, "cycle": 2}
 
+    assert not ck.model.training  # loaded for inference; the run trained in training mode (batch statistics)
+    ck.model.train()
     fresh = AMC(ck.model.params, ModelLoss(ck.model, x, y), sigma0=1e-2, epsilon=1e-2, n_s=3, seed=7)
     fresh.load_state_dict(ck.optimizer)
     assert same(fresh.state_dict(), opt.state_dict())
@@ -558,3 +562,119 @@ def test_sigkill_during_saves_long(tmp_path):
     counters, mid_save = _kill_loop(tmp_path, kills=200, seed=1)
     print(f"\n200 kills: every load succeeded and matched its version; {mid_save} kills left a temporary "
           f"(killed mid-save); counters up to {max(counters)}")
+
+
+# ---- loading for inference ------------------------------------------------------------------------
+_TRAIN = """
+import sys, numpy as np, minirso
+from minirso import models
+from minirso.optim import RSO
+from minirso.train import Trainer
+r = np.random.default_rng(3)
+x = r.normal(size=(64, 1, 8, 8)).astype(np.float32)
+x[:32, :, :4] += 1.0  # two learnable classes
+y = (np.arange(64) < 32).astype(np.int64)
+np.savez(sys.argv[2], x=x, y=y)
+model = models.rso_mnist(seed=5, channels=2, num_classes=2)
+opt = RSO(model, minirso.asarray(x), minirso.asarray(y), cycles=1, batch_size=16, seed=11)
+trainer = Trainer(model, opt, eval_data=(x, y), bn_data=x[:32], checkpoint=sys.argv[1], progress=False)
+print(trainer.fit()["eval"][-1]["test_accuracy"])
+"""
+
+_PREDICT = """
+import json, sys, numpy as np, minirso
+from minirso import checkpoint
+data = np.load(sys.argv[2])
+x, y = minirso.asarray(data["x"]), data["y"]
+model = checkpoint.load(sys.argv[1]).model
+batch = minirso.to_numpy(model(x).argmax(axis=1))  # the user's steps: the whole set, then one image at a time
+one = [int(model(x[i : i + 1]).argmax()) for i in range(len(y))]
+p1, pn = minirso.to_numpy(model.predict(x, batch_size=1)), minirso.to_numpy(model.predict(x))
+print(json.dumps({"training": model.training, "agree": float(np.mean(batch == np.array(one))),
+                  "same": bool((p1 == pn).all()), "accuracy": float(np.mean(pn == y))}))
+"""
+
+
+def test_a_loaded_model_predicts_each_image_as_in_its_batch_and_as_the_trainer_measured(tmp_path):
+    """Issue 16.5, the user's steps: train with the Trainer (one process), load the checkpoint and predict
+    (another).  The loaded model is in eval mode: one image at a time agrees with the batch, and
+    predict's accuracy is the one the trainer measured before saving (eval mode, re-estimated statistics)."""
+    path, data = str(tmp_path / "run.h5"), str(tmp_path / "data.npz")
+    run = lambda code: subprocess.run([sys.executable, "-c", code, path, data], capture_output=True, text=True,
+                                      timeout=120)
+    trained = run(_TRAIN)
+    assert trained.returncode == 0, trained.stderr
+    measured = float(trained.stdout)
+    loaded = run(_PREDICT)
+    assert loaded.returncode == 0, loaded.stderr
+    out = json.loads(loaded.stdout)
+    assert out["training"] is False and out["agree"] == 1.0 and out["same"]
+    assert out["accuracy"] == measured and measured > 0.5  # the trainer's number, and better than chance
+
+
+# ---- writing where it cannot ------------------------------------------------------------------------
+def _unwritable(tmp_path):
+    """A checkpoint path under a regular FILE: unwritable for root too (a chmod'ed folder is not)."""
+    (tmp_path / "afile").write_text("not a folder")
+    return tmp_path / "afile" / "run.h5"
+
+
+def test_save_where_it_cannot_write_raises_checkpoint_error_naming_path_folder_cause_and_fix(tmp_path):
+    """Issue 16.7: a raw h5py OSError (naming only the temporary) became a CheckpointError."""
+    path = _unwritable(tmp_path)
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.save(path, models.mlp([3, 2], seed=1))
+    err = info.value
+    assert err.path == str(path) and str(err).startswith(f"{path}: ")
+    assert f"folder {tmp_path / 'afile'}" in err.problem and "Not a directory" in err.problem
+    assert "choose another path" in err.problem and ".tmp-" not in str(err)
+    assert isinstance(err.__cause__, OSError) and "\n" not in str(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_check_writable_fails_before_any_work_and_creates_folders_on_request(tmp_path):
+    bad = _unwritable(tmp_path)
+    for create in (False, True):
+        with pytest.raises(CheckpointError, match=r"afile.*Not a directory|afile.*File exists") as info:
+            checkpoint.check_writable(bad, create_folders=create)
+        assert info.value.path == str(bad) and "a part of the path is a file" in info.value.problem
+    with pytest.raises(CheckpointError, match="does not exist"):
+        checkpoint.check_writable(tmp_path / "runs" / "run.h5")
+    with pytest.raises(CheckpointError, match="is a folder"):
+        checkpoint.check_writable(tmp_path)
+    good = tmp_path / "runs" / "a" / "run.h5"
+    assert checkpoint.check_writable(good, create_folders=True) == str(good.parent)
+    assert list(good.parent.iterdir()) == []  # the probe is gone
+    checkpoint.save(good, models.mlp([3, 2], seed=1))  # what it promised
+    assert checkpoint.check_writable(good) == str(good.parent)  # an existing checkpoint is fine: saves replace it
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_folder(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        for attempt in (lambda p: checkpoint.check_writable(p), lambda p: checkpoint.save(p, models.mlp([2, 2]))):
+            with pytest.raises(CheckpointError, match="Permission denied.*permissions"):
+                attempt(folder / "run.h5")
+    finally:
+        folder.chmod(0o700)
+
+
+def test_a_failure_late_in_save_is_a_checkpoint_error_and_keeps_the_old_file(tmp_path, monkeypatch):
+    """A full disk at the final rename (or anywhere else): CheckpointError, the old checkpoint intact."""
+    path = tmp_path / "run.h5"
+    checkpoint.save(path, models.mlp([3, 2], seed=1), meta={"v": 1})
+    before = path.read_bytes()
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint.os, "replace", full)
+    with pytest.raises(CheckpointError, match=r"run\.h5: cannot write .*No space left on device.*disk is full"):
+        checkpoint.save(path, models.mlp([3, 2], seed=2), meta={"v": 2})
+    monkeypatch.undo()
+    assert path.read_bytes() == before and temporaries(tmp_path) == []
+    with pytest.raises(TypeError):  # values that cannot be stored stay a TypeError, as documented
+        checkpoint.save(path, models.mlp([3, 2], seed=2), meta={"v": object()})

@@ -73,7 +73,7 @@ def test_inspect_rso_state_and_residual_layers(tmp_path, capsys):
     checkpoint.save(tmp_path / "rso.h5", model, opt)
     code, out, _ = run_main(["inspect", str(tmp_path / "rso.h5")], capsys)
     assert code == 0 and "optimizer: RSO" in out
-    for key, value in (("cycle", 0), ("unit", 1), ("pos", 3), ("trial", 23)):
+    for key, value in (("cycle", r"0  \(cycles completed\)"), ("unit", 1), ("pos", 3), ("trial", 23)):
         assert re.search(rf"^\s+{key}\s+{value}$", out, re.M), key
     assert re.search(r"^\s+records\s+table, 1 rows; columns: cycle, name", out, re.M)
     assert "history: none" in out
@@ -150,7 +150,7 @@ def test_plot(amc_run, tmp_path, capsys):
 def test_plot_without_matplotlib(amc_run, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     code, out, err = run_main(["inspect", str(amc_run), "--plot", str(tmp_path / "c.png")], capsys)
-    assert code == 2 and err.count("\n") == 1 and "matplotlib" in err and "minirso[plot]" in err
+    assert code == 2 and err.count("\n") == 1 and "matplotlib" in err and cli.PLOT_INSTALL_HINT in err
     assert not (tmp_path / "c.png").exists()
 
 

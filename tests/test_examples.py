@@ -9,6 +9,10 @@ and ``python -m minirso inspect`` must describe that checkpoint: its layer names
 and total parameter count.  The backend is whatever the environment selects
 (``MINIRSO_BACKEND`` is passed through), so the GPU CI runs the same tests on CuPy.
 
+Ctrl-C and SIGTERM are sent for real to a running example (once its metrics log shows that training
+has started): it must stop after saving, write its ``--json`` with ``"interrupted": true``, print the
+command that continues, and exit 130 / 143; that command, run through a shell, finishes the run.
+
 Smoke runs take seconds each on 2 CPU cores; the whole file well under 90 s.
 """
 
@@ -18,8 +22,11 @@ import json
 import math
 import os
 import pathlib
+import shlex
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -183,3 +190,70 @@ def test_train_mnist(tmp_path):
     check_inspect(ck, ["conv1", "bn1", "conv6", "bn6", "gap", "fc"], 844)
     again = run_example("train_mnist", tmp_path, "--checkpoint", ck, "--no-progress", "--resume")
     assert again["test_accuracy"] == r["test_accuracy"]
+
+
+# ---- Ctrl-C / SIGTERM: the example stops, reports, and says how to continue ---------------------
+
+
+def start_and_signal(args, log, sig, timeout=TIMEOUT_S):
+    """Start ``python args...``; once ``log`` (the metrics log) has a line, send ``sig``; the finished process."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not (log.is_file() and log.read_text().strip()):  # the first line: fit() is running
+            assert proc.poll() is None, f"exited {proc.returncode} before training\n{proc.communicate()}"
+            assert time.monotonic() < deadline, "no metrics log line in time"
+            time.sleep(0.01)
+        proc.send_signal(sig)
+        proc.stdout_text, proc.stderr_text = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc
+
+
+def test_train_mnist_ctrl_c_reports_and_the_printed_command_resumes(tmp_path):
+    """The README's example, stopped with Ctrl-C in its first cycle: exit 130, ``"interrupted": true`` in the
+    JSON, the resume command on stdout; that command (through a shell) finishes the run with exit 0."""
+    ck, out = tmp_path / "runs" / "mnist.h5", tmp_path / "out" / "mnist.json"
+    log = pathlib.Path(f"{ck}.metrics.jsonl")
+    args = [EXAMPLES / "train_mnist.py", "--smoke", "--cycles", "2", "--no-progress", "--checkpoint", ck,
+            "--json", out]
+    proc = start_and_signal(args, log, signal.SIGINT)
+    assert proc.returncode == 130, (proc.returncode, proc.stdout_text, proc.stderr_text)
+    assert "Traceback" not in proc.stderr_text
+    r = json.loads(out.read_text())
+    assert r["interrupted"] is True and r["stop_signal"] == "SIGINT" and r["cycles_done"] < 2
+    line = next(x for x in proc.stdout_text.splitlines() if x.startswith("interrupted at trial "))
+    command = line.split("continue with: ", 1)[1]
+    assert command == r["resume"] and shlex.split(command)[-1] == "--resume"
+    argv = shlex.split(command)
+    argv[0] = sys.executable  # "python" as the user types it: this test's interpreter
+    done = subprocess.run(shlex.join(argv), shell=True, cwd=ROOT, capture_output=True, text=True,
+                          timeout=TIMEOUT_S, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resumed from" in done.stdout
+    r = json.loads(out.read_text())
+    assert r["interrupted"] is False and r["cycles_done"] == 2 and 0 <= r["test_accuracy"] <= 1
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [(x["kind"], x["cycle"]) for x in lines if x["kind"] == "eval"] == [("eval", 1), ("eval", 2)]
+    layers = [(x["cycle"], x["name"], x["trials"]) for x in lines if x["kind"] == "layers"]
+    assert len(set(layers)) == len(layers)  # every tensor once per cycle, across the interrupt and the resume
+    for c in (1, 2):  # and all of them: one cycle is one trial per parameter
+        assert sum(t for cycle, _, t in layers if cycle == c) == r["num_params"] == 844
+
+
+def test_amc_mnist_sigterm_reports_and_exits_143(tmp_path):
+    """A job scheduler's SIGTERM during a long aMC run: checkpoint, JSON with "interrupted": true, exit 143."""
+    ck, out = tmp_path / "amc.h5", tmp_path / "amc.json"
+    args = [EXAMPLES / "amc_mnist.py", "--steps", "100000", "--eval-every", "10", "--no-progress",
+            "--checkpoint", ck, "--json", out]
+    proc = start_and_signal(args, pathlib.Path(f"{ck}.metrics.jsonl"), signal.SIGTERM)
+    assert proc.returncode == 143, (proc.returncode, proc.stdout_text, proc.stderr_text)
+    assert proc.stderr_text == ""  # no traceback (and no bar: --no-progress)
+    r = json.loads(out.read_text())
+    assert r["interrupted"] is True and r["stop_signal"] == "SIGTERM" and 10 <= r["steps"] < 100000
+    assert r["resume"].endswith("--resume") and f"continue with: {r['resume']}" in proc.stdout_text
+    assert 0 <= r["test_accuracy"] <= 1  # the last evaluation's

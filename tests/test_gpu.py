@@ -229,6 +229,28 @@ def test_fused_mlp_loss_and_amc_move_equal_the_plain_path(monkeypatch):
         assert runs["1"][2] == runs["0"][2]
 
 
+def test_fused_mlp_loss_only_for_the_builtin_losses(monkeypatch):
+    """A user's loss callable that shares a built-in's name (``minirso.losses.cross_entropy`` is a MEAN, the
+    built-in ``"cross_entropy"`` a sum) is computed by the callable itself, not by the fused kernel's
+    summed cross-entropy: the loss equals the plain forward's, with the fused kernels on."""
+    import cupy
+
+    from minirso import kernels, losses
+    from minirso.optim import ModelLoss
+
+    r = np.random.default_rng(23)
+    net = models.mlp([30, 16, 5], seed=2)
+    x = cupy.asarray(r.random((300, 30), dtype=np.float32))
+    y = cupy.asarray(r.integers(0, 5, 300))
+    monkeypatch.setenv("MINIRSO_FUSED", "1")
+    got = ModelLoss(net, x, y, losses.cross_entropy)(net.params)
+    assert kernels.status() == "on"
+    want = float(losses.cross_entropy(net(x), y))  # the callable on the plain forward: a mean over 300 rows
+    assert got == pytest.approx(want, rel=1e-6)
+    summed = ModelLoss(net, x, y, "cross_entropy")(net.params)  # the built-in (fused on the GPU): a sum
+    assert summed == pytest.approx(300 * want, rel=1e-5)
+
+
 def test_fused_amc_move_returns_eps(monkeypatch):
     """kernels.amc_move on the device: CuPy's three-output kernel returns (x, saved, eps); amc_move hands back
     eps, x moved by it and saved the old x, equal to the plain proposal (the same normals up to libm's last bit)."""

@@ -1,20 +1,26 @@
 """The training loop (minirso.train): exact resume after real signals, fallback, evaluation, errors, output.
 
 A run is interrupted the way a user interrupts it: a SIGINT raised from inside the optimizer (its
-callback, or a wrapped step), so the trainer's real handler runs; then FRESH model, optimizer and
-trainer objects restore the checkpoint and finish.  The result must equal an uninterrupted run bit
-for bit: params, BatchNorm buffers, optimizer state and history (``wall_time`` fields excepted).
+callback, or a wrapped step), so the trainer's real handler runs, and ``fit()`` must raise
+KeyboardInterrupt after saving; then FRESH model, optimizer and trainer objects restore the checkpoint
+and finish.  The result must equal an uninterrupted run bit for bit: params, BatchNorm buffers, optimizer
+state, history and the metrics log (``wall_time`` fields excepted).
 """
 
+import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from functools import partialmethod
+
 import numpy as np
 import pytest
+from tqdm import tqdm
 
 import minirso
 from minirso import checkpoint, models
@@ -73,6 +79,28 @@ def amc_trainer(path=None, *, interrupt_at=(), amc=None, **kw):
     return Trainer(model, opt, **kw)
 
 
+def stopped(t, exc=KeyboardInterrupt):
+    """``t.fit()`` must save and raise ``exc`` (what the signal raises without a handler); returns it."""
+    with pytest.raises(exc) as info:
+        t.fit()
+    assert t.interrupted
+    return info.value
+
+
+def read_log(path):
+    """The metrics log as a list of dicts; strict JSON (NaN or Infinity in the file is an error)."""
+    def no_constants(name):
+        raise ValueError(f"{path}: {name} is not JSON")
+    with open(path) as f:
+        return [json.loads(line, parse_constant=no_constants) for line in f]
+
+
+def as_lines(rows, kind):
+    """History rows as the metrics log must hold them: ``kind`` added, NaN as None."""
+    return [{"kind": kind, **{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}}
+            for r in rows]
+
+
 def same(a, b, where="run"):
     """Assert ``a == b`` recursively: NaN equals NaN, arrays bit for bit, ``wall_time`` fields skipped."""
     if isinstance(a, dict):
@@ -110,10 +138,15 @@ def resume(make, path):
 
 
 @pytest.fixture(scope="module")
-def rso_ref():
-    t = rso_trainer()  # no checkpoints: writing them must not change anything either
+def rso_ref(tmp_path_factory):
+    """The uninterrupted run: no checkpoints (writing them must not change anything either), but a metrics log."""
+    t = rso_trainer(metrics_log=tmp_path_factory.mktemp("ref") / "ref.jsonl")
     t.fit()
     return t
+
+
+def without_wall_time(lines):
+    return [{k: v for k, v in line.items() if k != "wall_time"} for line in lines]
 
 
 def test_rso_history_layout(rso_ref):
@@ -123,10 +156,45 @@ def test_rso_history_layout(rso_ref):
                                  "train_loss", "acceptance", "sigma"}
     assert len(h["layers"]) == 2 * len(opt.units) and h["layers"][0]["name"] == "fc.weight"
     assert all(r["acceptance"] == (r["plus"] + r["minus"]) / r["trials"] for r in h["layers"])
-    c1 = [r for r in h["layers"] if r["cycle"] == 1]
-    assert h["eval"][1]["acceptance"] == sum(r["plus"] + r["minus"] for r in c1) / 242
+    # cycles count from 1 in both tables: the "layers" rows of cycle 2 are the ones the eval row of cycle 2 sums
+    assert [r["cycle"] for r in h["layers"]] == [1] * len(opt.units) + [2] * len(opt.units)
+    assert [r["cycle"] for r in opt.records] == [0] * len(opt.units) + [1] * len(opt.units)  # the optimizer's own
+    c2 = [r for r in h["layers"] if r["cycle"] == 2]
+    assert h["eval"][1]["acceptance"] == sum(r["plus"] + r["minus"] for r in c2) / 242
     assert [r["sigma"] for r in h["eval"]] == [1.0, pytest.approx(0.1)]  # the annealing factor
     assert h["eval"][0]["wall_time"] < h["eval"][1]["wall_time"]
+    # losses per sample: the optimizer's summed cross-entropy over a batch of 16, divided by 16
+    assert "mean_loss" not in h["layers"][0]
+    for row, rec in zip(h["layers"], opt.records):
+        assert row["batch_loss"] == pytest.approx(rec["mean_loss"] / 16, rel=1e-12)
+        assert 1.0 < row["batch_loss"] < 4.0  # about ln 10 = 2.3 for 10 classes, like test_loss; summed: ~37
+    assert 1.0 < h["eval"][0]["test_loss"] < 4.0
+
+
+def test_metrics_log_is_the_history_line_by_line_while_the_run_goes_on(tmp_path):
+    """Read the log the way ``tail -f`` does, at trials 100 and 300 of a running fit() and after it: it holds
+    every row made so far, in order (the 18 tensors of cycle 1, then cycle 1's evaluation, then cycle 2's)."""
+    path = tmp_path / "runs" / "run.h5"
+    t = rso_trainer(str(path))
+    log = Path(str(path) + ".metrics.jsonl")  # the default: beside the checkpoint
+    seen = {}
+
+    def tail(event, info):
+        if event == "trial" and t.optimizer.trial in (100, 300):
+            seen[t.optimizer.trial] = (read_log(log), len(t.history["layers"]), len(t.history["eval"]))
+
+    t.optimizer.callback = tail
+    t.fit()
+    units = len(t.optimizer.units)
+    for trial, (lines, n_layers, n_eval) in seen.items():
+        assert n_layers > 0 and lines == as_lines(t.history["layers"][:n_layers], "layers")[: units] \
+            + as_lines(t.history["eval"][:n_eval], "eval") + as_lines(t.history["layers"][units:n_layers], "layers")
+    assert seen[100][2] == 0 and seen[300][2] == 1  # the evaluation after cycle 1 came between
+    lines = read_log(log)
+    assert [(x["kind"], x["cycle"]) for x in lines] == \
+        [("layers", 1)] * units + [("eval", 1)] + [("layers", 2)] * units + [("eval", 2)]
+    assert lines == as_lines(t.history["layers"][:units], "layers") + as_lines(t.history["eval"][:1], "eval") \
+        + as_lines(t.history["layers"][units:], "layers") + as_lines(t.history["eval"][1:], "eval")
 
 
 @pytest.mark.parametrize("stop", [37, 20, 242, 300], ids=["mid-layer", "tensor-end", "cycle-end", "trial-ckpt"])
@@ -136,11 +204,17 @@ def test_rso_resume_after_sigint_equals_uninterrupted(tmp_path, rso_ref, stop):
     path = str(tmp_path / "run.h5")
     before = signal.getsignal(signal.SIGINT)
     t = rso_trainer(path, interrupt_at=stop)
-    t.fit()
-    assert t.interrupted and t.stop_signal == signal.SIGINT and t.optimizer.trial == stop
+    error = stopped(t)  # fit() saved, then raised KeyboardInterrupt: a script does not run on
+    assert t.stop_signal == signal.SIGINT and t.optimizer.trial == stop
+    where = {37: "trial 37 (cycle 1 of 2)", 20: "trial 20 (cycle 1 of 2)", 242: "trial 242 (end of cycle 1 of 2)",
+             300: "trial 300 (cycle 2 of 2)"}[stop]
+    assert str(error) == f"stopped by SIGINT at {where}; checkpoint saved to {path}"
+    assert checkpoint.load(path).meta["trainer"]["position"]["trials"] == stop
     assert signal.getsignal(signal.SIGINT) is before  # the handlers are fit()'s only
     resumed = resume(lambda p: rso_trainer(p, model_seed=99), path)
     assert_same_run(resumed, rso_ref)
+    # the metrics log of the two fit() calls is the uninterrupted run's, line for line
+    assert without_wall_time(read_log(path + ".metrics.jsonl")) == without_wall_time(read_log(rso_ref.metrics_log))
     # a finished run resumed again does nothing more
     again = resume(lambda p: rso_trainer(p, model_seed=99), path)
     assert_same_run(again, rso_ref)
@@ -149,16 +223,20 @@ def test_rso_resume_after_sigint_equals_uninterrupted(tmp_path, rso_ref, stop):
 def test_rso_crash_resumes_from_the_last_trial_checkpoint(tmp_path, rso_ref):
     path = str(tmp_path / "run.h5")
     with pytest.raises(RuntimeError, match="power cut"):
-        rso_trainer(path, crash_at=130).fit()  # no signal: whatever was saved last must do
+        rso_trainer(path, crash_at=139).fit()  # no signal: whatever was saved last must do
+    crashed = read_log(path + ".metrics.jsonl")
     t = rso_trainer(path)
     assert t.restore(path) and t.optimizer.trial == 100  # checkpoint_every_trials=100
+    assert len(crashed) == len(t.history["layers"]) + 2  # conv4.weight and bn4.beta ended after the checkpoint
     t.fit()
     assert_same_run(t, rso_ref)
+    # ... which the resumed run made again: they are in the log once, as in the uninterrupted run's
+    assert without_wall_time(read_log(path + ".metrics.jsonl")) == without_wall_time(read_log(rso_ref.metrics_log))
 
 
 def test_fallback_to_previous_checkpoint_when_newest_is_damaged(tmp_path, rso_ref):
     path = str(tmp_path / "run.h5")
-    rso_trainer(path, interrupt_at=130).fit()  # newest: trial 130 (the signal); previous: trial 100
+    stopped(rso_trainer(path, interrupt_at=130))  # newest: trial 130 (the signal); previous: trial 100
     raw = bytearray(Path(path).read_bytes())
     for i in range(len(raw) // 4, 3 * len(raw) // 4):
         raw[i] ^= 0xFF
@@ -185,35 +263,79 @@ def test_amc_resume_after_sigint_equals_uninterrupted(tmp_path, amc):
         t = amc_trainer(path, interrupt_at=(stop,), amc=amc)
         if stop > 13:
             assert t.restore(path)
-        t.fit()
-        assert t.interrupted and t.optimizer.step_count == stop
+        assert str(stopped(t)) == f"stopped by SIGINT at step {stop} of 150; checkpoint saved to {path}"
+        assert t.optimizer.step_count == stop
     assert_same_run(resume(lambda p: amc_trainer(p, amc=amc), path), ref)
+    assert without_wall_time(read_log(path + ".metrics.jsonl")) == without_wall_time(read_log(ref.metrics_log))
+    lines = read_log(ref.metrics_log)  # at steps 25 and 175 ... : the "steps" row (every 7) before the evaluation
+    assert [(x["kind"], x["step"]) for x in lines[:5]] == [("steps", 7), ("steps", 14), ("steps", 21),
+                                                           ("eval", 25), ("steps", 28)]
+    assert lines == sorted(as_lines(ref.history["steps"], "steps") + as_lines(ref.history["eval"], "eval"),
+                           key=lambda x: (x["step"], x["kind"] == "eval"))
+
+
+CHILD = [sys.executable, str(REPO / "tests" / "_train_child.py")]
+
+
+def child_env():
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
 
 def test_real_sigterm_in_a_subprocess(tmp_path):
-    """A training script gets SIGTERM mid-run: it exits cleanly with 143, the checkpoint loads, and running
-    the script again finishes with the params of an uninterrupted run."""
-    child = [sys.executable, str(REPO / "tests" / "_train_child.py")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    ref = subprocess.Popen(child + [str(tmp_path / "ref.h5"), str(tmp_path / "ref.npy")], env=env)
-    run = subprocess.Popen(child + [str(tmp_path / "run.h5"), str(tmp_path / "run.npy"), "--slow"], env=env,
+    """A training script with no signal handling of its own gets SIGTERM mid-run: it stops there (the rest of
+    the script does not run), exits quietly with 143, the checkpoint loads, and running the script again
+    finishes with the params of an uninterrupted run."""
+    env = child_env()
+    ref = subprocess.Popen(CHILD + [str(tmp_path / "ref.h5"), str(tmp_path / "ref.npy")], env=env)
+    run = subprocess.Popen(CHILD + [str(tmp_path / "run.h5"), str(tmp_path / "run.npy"), "--slow"], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert run.stdout.readline().strip() == "ready"
         run.send_signal(signal.SIGTERM)
         out, err = run.communicate(timeout=60)
-        assert run.returncode == 128 + signal.SIGTERM and out.startswith("interrupted at trial"), (out, err)
-        assert err == ""  # a clean exit: no traceback, and progress=False prints nothing
+        assert run.returncode == 128 + signal.SIGTERM and out == "", (out, err)  # no "all done": it stopped
+        assert err == ""  # a quiet exit: SystemExit(143) prints no traceback, and progress=False prints nothing
         ck = checkpoint.load(str(tmp_path / "run.h5"))
         assert ck.meta["trainer"]["kind"] == "rso" and 30 <= ck.meta["trainer"]["position"]["trials"] < 484
         assert not (tmp_path / "run.npy").exists()
-        done = subprocess.run(child + [str(tmp_path / "run.h5"), str(tmp_path / "run.npy")], env=env, timeout=120)
+        done = subprocess.run(CHILD + [str(tmp_path / "run.h5"), str(tmp_path / "run.npy")], env=env, timeout=120)
         assert done.returncode == 0 and ref.wait(timeout=120) == 0
     finally:
         for p in (ref, run):
             if p.poll() is None:
                 p.kill()
     np.testing.assert_array_equal(np.load(tmp_path / "run.npy"), np.load(tmp_path / "ref.npy"))
+
+
+def test_ctrl_c_stops_a_script_that_loops_over_configurations(tmp_path):
+    """The issue's user: a script runs three configurations one after another; Ctrl-C (SIGINT) during the
+    first must end the script, like Ctrl-C anywhere else in Python, after the checkpoint is saved: the second
+    configuration never starts.  While it runs, the metrics log beside the checkpoint already holds the
+    finished tensors (what ``tail -f`` shows)."""
+    run = subprocess.Popen(CHILD + [str(tmp_path / "run.h5"), str(tmp_path / "out.npy"), "--slow", "--configs", "3"],
+                           env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "run-0.h5.metrics.jsonl"
+    try:
+        assert [run.stdout.readline().strip() for _ in range(2)] == ["config 0", "ready"]  # at trial 30
+        first = read_log(log)[0]  # fc.weight (20 trials) has finished: its line is on disk already
+        assert (first["kind"], first["cycle"], first["name"], first["trials"]) == ("layers", 1, "fc.weight", 20)
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    # Python's end for an uncaught KeyboardInterrupt: killed by SIGINT, which a shell shows as exit status 130
+    assert run.returncode == -signal.SIGINT, (run.returncode, out, err)
+    assert out == "", out  # neither "config 1" nor "all done"
+    last = err.rstrip().splitlines()[-1]
+    ck = checkpoint.load(str(tmp_path / "run-0.h5"))
+    trials = ck.meta["trainer"]["position"]["trials"]
+    assert 30 <= trials < 484 and last.startswith(f"KeyboardInterrupt: stopped by SIGINT at trial {trials} (cycle ")
+    assert last.endswith(f"checkpoint saved to {tmp_path / 'run-0.h5'}")
+    assert not (tmp_path / "run-1.h5").exists() and not (tmp_path / "out-0.npy").exists()
+    h = ck.history  # the log holds exactly the checkpoint's history, each evaluation after its cycle's tensors
+    assert read_log(log) == sorted(as_lines(h["layers"], "layers") + as_lines(h["eval"], "eval"),
+                                   key=lambda x: (x["cycle"], x["kind"] == "eval"))
 
 
 def test_second_sigint_raises_keyboard_interrupt():
@@ -226,14 +348,15 @@ def test_second_sigint_raises_keyboard_interrupt():
 
     t.optimizer.callback = impatient
     before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as info:
         t.fit()
     assert signal.getsignal(signal.SIGINT) is before and t.stop_signal == signal.SIGINT
+    assert not t.interrupted and str(info.value) == ""  # raised at once, mid-trial: no checkpoint was taken
 
 
 def test_evaluation_matches_a_direct_computation_and_changes_nothing(rso_ref):
     t = rso_trainer(interrupt_at=60)
-    t.fit()
+    stopped(t)
     model, opt = t.model, t.optimizer
     params, state = minirso.to_numpy(model.params).copy(), opt.state_dict()
     result = t.evaluate()
@@ -248,6 +371,11 @@ def test_evaluation_matches_a_direct_computation_and_changes_nothing(rso_ref):
     assert result["test_accuracy"] == np.mean(minirso.to_numpy(logits).argmax(axis=1) == yn)
     assert result["test_loss"] == pytest.approx(float(cross_entropy(logits, YE, dtype=np.float64)), rel=1e-6)
     assert result["train_loss"] == pytest.approx(float(cross_entropy(train_logits, Y[:32], dtype=np.float64)), rel=1e-6)
+    # the summed cross-entropy (RSO's training loss) is reported per sample too: the same numbers
+    summed = Trainer(model, opt, eval_data=(XE, YE), train_eval_data=(X[:32], Y[:32]), bn_data=X[:32], eval_batch=16,
+                     loss="cross_entropy").evaluate()
+    assert summed["test_loss"] == pytest.approx(result["test_loss"], rel=1e-6)
+    assert summed["train_loss"] == pytest.approx(result["train_loss"], rel=1e-6)
     # and evaluating every cycle has not changed the trajectory: the optimizer alone gets the same params
     model = models.rso_mnist(seed=5, channels=2)
     RSO(model, X, Y, cycles=2, batch_size=16, seed=11).run()
@@ -269,7 +397,7 @@ def test_softmax_net_accuracy_is_argmax_and_loss_is_minus_log_p():
 
 def test_restore_rejects_another_architecture_or_other_hyperparameters(tmp_path):
     path = str(tmp_path / "run.h5")
-    rso_trainer(path, interrupt_at=30).fit()
+    stopped(rso_trainer(path, interrupt_at=30))
     wide = models.rso_mnist(seed=5, channels=3)
     with pytest.raises(ValueError, match="conv1"):
         rso_trainer(path, model=wide).restore(path)
@@ -298,14 +426,24 @@ def test_argument_errors():
         Trainer(model, object())
 
 
-def test_progress_bars_print_and_progress_false_is_silent(capsys):
+def bar_values(err, key):
+    return [float(v) for v in re.findall(rf"\b{key}=([-+.\deE]+)", err)]
+
+
+def test_progress_bars_print_and_progress_false_is_silent(capsys, monkeypatch):
+    monkeypatch.setattr(tqdm, "__init__", partialmethod(tqdm.__init__, mininterval=0))  # every update is drawn
     amc_trainer(steps=60, progress=True).fit()
     err = capsys.readouterr().err
-    assert "aMC" in err and "60/60" in err and "sigma=" in err and "acc=" in err
-    rso_trainer(interrupt_at=45, progress=True).fit()
+    assert "aMC" in err and "60/60" in err and "sigma=" in err and "accept=" in err and "batch_loss=" in err
+    assert not re.search(r"\bacc=|\bloss=", err)  # the acceptance rate is never "acc", no loss without its kind
+    stopped(rso_trainer(interrupt_at=45, progress=True))
     err = capsys.readouterr().err
-    assert "RSO" in err and "conv6.weight" in err and "stopped by SIGINT at cycle 0, trials 45" in err
-    rso_trainer(interrupt_at=45).fit()
+    assert "RSO" in err and "conv6.weight" in err and "stopped by SIGINT at trial 45 (cycle 1 of 2)" in err
+    assert not re.search(r"\bacc=|\bloss=", err)
+    accept, loss = bar_values(err, "accept"), bar_values(err, "batch_loss")
+    assert accept and all(0 <= a <= 1 for a in accept)
+    assert loss and all(1.0 < v < 4.0 for v in loss)  # per sample, like test_loss (about ln 10); summed: ~37
+    stopped(rso_trainer(interrupt_at=45))
     amc_trainer(steps=60).fit()
     assert capsys.readouterr() == ("", "")
 
@@ -319,8 +457,8 @@ def test_incremental_rso_with_shared_batches_resumes_exactly(tmp_path, stop):
     ref.fit()
     path = str(tmp_path / "run.h5")
     t = rso_trainer(path, interrupt_at=stop, rso=rso)
-    t.fit()
-    assert t.interrupted and t.optimizer.at_batch_start and t.optimizer.trial == -(-stop // 4) * 4
+    stopped(t)
+    assert t.optimizer.at_batch_start and t.optimizer.trial == -(-stop // 4) * 4
     assert t.optimizer.evaluator.stats["reused"] > 0
     assert_same_run(resume(lambda p: rso_trainer(p, model_seed=99, rso=rso), path), ref)
 
@@ -347,3 +485,63 @@ def test_empty_checkpoint_path_means_no_checkpoints(tmp_path, monkeypatch):
     trainer = Trainer(net, opt, steps=5, eval_data=(x, y), checkpoint="", progress=False)
     trainer.fit()
     assert trainer.checkpoint_path is None and opt.step_count == 5 and list(tmp_path.iterdir()) == []
+
+
+def test_amc_batch_loss_is_per_sample_for_a_summed_loss():
+    """aMC on the summed cross-entropy: the "steps" rows and the bar report U divided by the rows it was
+    computed on (the minibatch, or all 64 rows), which is the mean cross-entropy of those rows."""
+    for batch, rows in ((16, 16), (None, 64)):
+        model = models.mlp([4, 5, 3], seed=2)
+        opt = AMC(model.params, ModelLoss(model, XA, YA, "cross_entropy"), sigma0=0.05, batch_size=batch, seed=3)
+        t = Trainer(model, opt, steps=14, log_every=7, progress=False)
+        summed = {}
+        step = opt.step
+        opt.step = lambda: summed.setdefault(opt.step_count + 1, step()["loss"])
+        t.fit()
+        assert [r["step"] for r in t.history["steps"]] == [7, 14]
+        for r in t.history["steps"]:
+            assert r["batch_loss"] == pytest.approx(summed[r["step"]] / rows, rel=1e-12)
+            assert 0.5 < r["batch_loss"] < 2.0  # about ln 3 = 1.1 for 3 classes
+
+
+def test_metrics_log_options(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    t = amc_trainer(steps=14, log_every=7, eval_every=7)  # no checkpoint: no log
+    t.fit()
+    assert t.metrics_log is None and list(tmp_path.iterdir()) == []
+    t = amc_trainer("run.h5", steps=14, log_every=7, eval_every=7, metrics_log=False)
+    t.fit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.h5"]
+    t = amc_trainer(steps=14, log_every=7, eval_every=7, metrics_log=tmp_path / "logs" / "m.jsonl")  # a new folder
+    t.fit()
+    assert [(x["kind"], x["step"]) for x in read_log(tmp_path / "logs" / "m.jsonl")] == \
+        [("steps", 7), ("eval", 7), ("steps", 14), ("eval", 14)]
+    (tmp_path / "file").write_text("")
+    t = amc_trainer(steps=14, metrics_log=tmp_path / "file" / "m.jsonl")
+    with pytest.raises(OSError, match="cannot write the metrics log .*file/m.jsonl.*metrics_log=False"):
+        t.fit()
+    assert t.optimizer.step_count == 0
+
+
+def test_a_checkpoint_path_that_cannot_be_written_fails_before_training(tmp_path):
+    """``checkpoint="results.txt/run.h5"`` where results.txt is a file: CheckpointError naming the folder
+    before the first trial, not an OSError at the first save 100 trials (a cycle, in a real run) later."""
+    (tmp_path / "results.txt").write_text("")
+    t = rso_trainer(str(tmp_path / "results.txt" / "run.h5"))
+    with pytest.raises(checkpoint.CheckpointError, match="results.txt"):
+        t.fit()
+    assert t.optimizer.trial == 0
+
+
+def test_inspect_counts_cycles_as_the_trainer_does(tmp_path):
+    """Stopped at trial 300, in the second cycle: ``minirso inspect`` (as a user runs it) shows the layers rows
+    of cycle 2, the evaluation after cycle 1, and the optimizer's counter marked as cycles completed."""
+    path = str(tmp_path / "run.h5")
+    assert "(cycle 2 of 2)" in str(stopped(rso_trainer(path, interrupt_at=300)))
+    done = subprocess.run([sys.executable, "-m", "minirso", "inspect", path], capture_output=True, text=True,
+                          env=child_env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert re.search(r"^\s+cycle\s+1  \(cycles completed\)$", out, re.M), out
+    assert re.search(r"^\s+eval\s+table, 1 rows, last cycle 1$", out, re.M), out
+    assert re.search(r"^\s+layers\s+table, \d+ rows, last cycle 2$", out, re.M), out

@@ -3,7 +3,7 @@
 Example::
 
     from minirso import data
-    ds = data.load_mnist()                   # downloads into data/mnist/ if missing
+    ds = data.load_mnist()                   # downloads into <data dir>/mnist/ if missing
     ds.x_train.shape, ds.x_train.dtype       # (60000, 1, 28, 28) float32
     ds, note = data.load_mnist_or_bundled()  # no network needed: falls back to the bundled split
 
@@ -13,11 +13,27 @@ name, source``): images float32 NCHW, normalised as in the RSO authors' code
 per channel for CIFAR-10; no division by a standard deviation), or the raw
 uint8 pixels with ``normalize=False``; labels int64.
 
-Files are looked for under :func:`data_dir` (argument, then ``$MINIRSO_DATA``,
-then the repository's ``data/``), in ``mnist/``, ``fashion-mnist/`` and
-``cifar-10/``.  Every file is checked against its published md5 before it is
-parsed; a missing, damaged or truncated file raises :class:`DataError` naming
-it (:class:`MissingDataError` when it is merely absent).
+Where the files are.  The data directory, :func:`data_dir`, is the
+``data_dir=`` argument of the loaders (``--data-dir`` of the examples), else
+``$MINIRSO_DATA``, else the user cache folder ``pooch.os_cache("minirso")``
+(``~/.cache/minirso`` on Linux).  The loaders look for the full datasets
+there, in ``mnist/``, ``fashion-mnist/`` and ``cifar-10/``, and download
+missing files into the same folders (with pooch, md5-checked, mirrors tried
+in turn).  Nothing is ever written into the installed package.  The only
+data the package carries is the official MNIST test set (package data in
+``minirso/data/bundled/``, :data:`BUNDLED_DIR`), which every install has,
+editable or not, and which :func:`load_mnist_or_bundled` falls back to.
+
+The repository's ``data/`` folder is not searched: a library that looks in
+different places depending on how it was installed is what broke
+``pip install .`` (seen from the installed module, the clone's ``data/`` is
+``site-packages/data/``).  It holds only ``data/README.md``; to keep datasets there,
+``export MINIRSO_DATA=$PWD/data`` (or pass ``--data-dir data``).
+
+Every file is checked against its published md5 before it is parsed; a
+missing, damaged or truncated file raises :class:`DataError` naming it
+(:class:`MissingDataError` when it is merely absent; without a network its
+message names the files, the folder and the URLs to fetch them from by hand).
 
 Modules: :mod:`.idx` (the IDX format), :mod:`.download` (data directory,
 fetching), :mod:`.dataset` (``Dataset``, normalisation), :mod:`.mnist`,

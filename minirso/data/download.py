@@ -1,41 +1,40 @@
-"""Where datasets live, and fetching the missing ones with checksums.
+"""Where datasets live, and fetching the missing ones with pooch.
 
 Data directory, first match wins:
 
 1. an explicit argument (``data_dir=`` of the loaders, ``--data-dir`` of the examples);
-2. the environment variable ``$MINIRSO_DATA``;
-3. the repository's ``data/`` directory (which already holds the MNIST test set).
+2. the environment variable ``$MINIRSO_DATA`` (empty counts as unset);
+3. the user cache folder ``pooch.os_cache("minirso")``: ``~/.cache/minirso`` on
+   Linux (``$XDG_CACHE_HOME/minirso`` when that is set), ``~/Library/Caches/minirso``
+   on macOS, the platform's user cache folder elsewhere (platformdirs decides).
 
-Under it each dataset has its own folder: ``mnist/``, ``fashion-mnist/``,
-``cifar-10/`` (see ``data/README.md``).
+Never the installed package: site-packages may be read-only or shared, and
+``pip uninstall`` would delete the downloads with it.  The bundled MNIST test
+set is package data and is read from the package (see :mod:`.mnist`).
 
-A download goes into a temporary file *in the target directory*, its md5 is
-checked against the published sum, and only then is it renamed to its real
-name with :func:`os.replace` (atomic on one file system).  So an interrupted
-or corrupt download never sits under the real name, where the next run would
-take it for the dataset.  :func:`download_url` is the only function that
+Under the data directory each dataset has its own folder: ``mnist/``,
+``fashion-mnist/``, ``cifar-10/`` (see ``data/README.md``).
+
+Downloads go through ``pooch.retrieve``: the file is written to a temporary
+name *in the target folder*, its md5 is checked against the published sum,
+and only then is it moved to its real name, so an interrupted or corrupt
+download never sits where the next run would take it for the dataset.  The
+mirrors are tried in turn.  :func:`download_url` is the only function that
 touches the network; the tests replace it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
 import pathlib
-import socket
-import tempfile
-import urllib.request
 from typing import Mapping, Sequence
 
 from .idx import DataError
 
-__all__ = ["ENV_VAR", "REPO_DATA_DIR", "MissingDataError", "data_dir", "download_url", "fetch", "find_or_fetch"]
+__all__ = ["ENV_VAR", "MissingDataError", "data_dir", "download_url", "fetch", "find_or_fetch"]
 
 ENV_VAR = "MINIRSO_DATA"
-REPO_DATA_DIR = pathlib.Path(__file__).resolve().parent.parent.parent / "data"
-TIMEOUT_S = 60.0  # per socket operation, not for the whole file
-_CHUNK = 1 << 16
+TIMEOUT_S = 60.0  # per socket operation (connect, each read), not for the whole file
 
 
 class MissingDataError(DataError):
@@ -47,32 +46,32 @@ class MissingDataError(DataError):
 
 
 def data_dir(path=None) -> pathlib.Path:
-    """The data directory: ``path`` if given, else ``$MINIRSO_DATA``, else the repository's ``data/``."""
+    """The data directory: ``path`` if given, else ``$MINIRSO_DATA``, else the user cache ``minirso`` folder."""
     if path is not None:
         return pathlib.Path(path).expanduser().resolve()
     env = os.environ.get(ENV_VAR)
     if env:  # an empty variable counts as unset, as in most tools
         return pathlib.Path(env).expanduser().resolve()
-    return REPO_DATA_DIR
+    import pooch  # imported here: it brings requests (about 60 ms), and ``import minirso`` should not pay that
+
+    return pathlib.Path(pooch.os_cache("minirso"))
 
 
 def download_url(url: str, path, timeout: float = TIMEOUT_S) -> None:
     """Copy ``url`` into the file ``path`` with a tqdm progress bar; network errors propagate.
 
     This is the one function that touches the network (tests monkeypatch it).
-    It writes wherever it is told: :func:`fetch` gives it a temporary name.
+    It writes wherever it is told: :func:`fetch` (through pooch) gives it a
+    temporary name.  Errors are ``requests`` exceptions, all of them ``OSError``.
     """
-    from tqdm import tqdm  # imported here: only a real download needs it
+    import pooch
 
-    # some mirrors refuse urllib's default agent string
-    request = urllib.request.Request(url, headers={"User-Agent": "minirso"})
-    with urllib.request.urlopen(request, timeout=timeout) as response, open(path, "wb") as out:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                  desc=pathlib.PurePosixPath(url).name) as bar:
-            while chunk := response.read(_CHUNK):
-                out.write(chunk)
-                bar.update(len(chunk))
+    pooch.HTTPDownloader(progressbar=True, timeout=timeout)(url, str(path), None)
+
+
+def _downloader(url, output_file, _pooch):
+    # pooch's downloader signature; looks download_url up at call time so that a patched one is used
+    download_url(url, output_file)
 
 
 def fetch(name: str, urls: Sequence[str], directory, md5: str) -> tuple[pathlib.Path, str]:
@@ -82,6 +81,8 @@ def fetch(name: str, urls: Sequence[str], directory, md5: str) -> tuple[pathlib.
     can be reached and :class:`DataError` when a mirror served bytes whose md5
     is not ``md5``; in both cases nothing is left under ``directory / name``.
     """
+    import pooch
+
     directory = pathlib.Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -90,26 +91,14 @@ def fetch(name: str, urls: Sequence[str], directory, md5: str) -> tuple[pathlib.
     target = directory / name
     unreachable, corrupt = [], []
     for url in urls:
-        # A fresh temporary name in the same directory, so os.replace is a rename, not a copy.
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
-        os.close(fd)
         try:
-            try:
-                download_url(url, tmp)
-            except (OSError, socket.timeout, http.client.HTTPException, ValueError) as e:
-                # URLError is an OSError; HTTPException covers a connection cut mid-file
-                # (IncompleteRead), ValueError a malformed URL.
-                unreachable.append(f"{url}: {getattr(e, 'reason', None) or e}")
-                continue
-            got = _file_md5(tmp)
-            if got != md5:
-                corrupt.append(f"{url} gave md5 {got}, published {md5}")
-                continue
-            os.replace(tmp, target)
+            pooch.retrieve(url, known_hash=f"md5:{md5}", fname=name, path=directory, downloader=_downloader)
+        except OSError as e:  # requests' errors (HTTP status, connection, timeout) and URLError are OSErrors
+            unreachable.append(f"{url}: {getattr(e, 'reason', None) or e}")
+        except ValueError as e:  # pooch's hash mismatch; it has already deleted the temporary file
+            corrupt.append(f"{url}: {e}")
+        else:
             return target, url
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     if corrupt:
         raise DataError(f"{target}: download failed the checksum ({'; '.join(corrupt + unreachable)}); "
                         "nothing was saved under that name")
@@ -157,11 +146,3 @@ def _where(title, missing, directories, mirrors) -> str:
     return (f"missing {', '.join(missing)} in {directories[0]}{also}. Download them from "
             f"{' or '.join(mirrors)} and put them in {directories[0]}, or point ${ENV_VAR} or data_dir= at a "
             f"directory whose {directories[0].name}/ holds them")
-
-
-def _file_md5(path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

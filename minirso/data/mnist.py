@@ -7,10 +7,12 @@ training and 10,000 test images of 28x28 grey pixels, labels 0-9):
 also sit there uncompressed (the name without ``.gz``); it is then verified
 through the md5 of its uncompressed content, which is published as well.
 
-The repository bundles the MNIST *test* set in ``data/mnist/`` so that a
-fresh clone has real digits without a network: :func:`bundled_mnist_split`
-splits it 8,000 / 2,000, and :func:`load_mnist_or_bundled` uses that split
-when the full MNIST is not there.
+The package bundles the MNIST *test* set as package data in
+``minirso/data/bundled/`` (:data:`BUNDLED_DIR`, inside the installed package,
+read-only), so that any install, editable or not, has real digits without a
+network: :func:`bundled_mnist_split` splits it 8,000 / 2,000, and
+:func:`load_mnist_or_bundled` uses that split when the full MNIST is not in
+the data directory.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from .idx import DataError, read_idx
 __all__ = ["BUNDLED_DIR", "MNIST_TEST_MD5", "MNIST_FILES", "FASHION_MNIST_FILES", "FASHION_SYSTEM_DIRS",
            "load_mnist", "load_fashion_mnist", "load_mnist_test", "bundled_mnist_split", "load_mnist_or_bundled"]
 
-BUNDLED_DIR = _dl.REPO_DATA_DIR / "mnist"
+# Package data (pyproject.toml: [tool.setuptools.package-data]), found beside this module in every install.
+BUNDLED_DIR = pathlib.Path(__file__).resolve().parent / "bundled"
 MNIST_TEST_MD5 = {"t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
                   "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"}  # the published sums
 
@@ -136,7 +139,7 @@ def load_mnist_or_bundled(data_dir=None, download: bool = False, n_train: int = 
                           normalize: bool = True) -> tuple[Dataset, str]:
     """``(dataset, note)``: the full MNIST if it is under the data directory, else the bundled split.
 
-    The fallback is the official MNIST test set shipped in ``data/mnist/``,
+    The fallback is the official MNIST test set shipped in :data:`BUNDLED_DIR`,
     the first ``n_train`` digits as ``x_train`` and the rest as ``x_test``
     (held out).  ``note`` is one line saying which was used, for logs.
     Only *missing* files fall back; a damaged file still raises

@@ -1,6 +1,7 @@
 """The model: a sequence of layers over one flat parameter buffer.
 
-``Sequential`` does four things a newcomer should look at in this order:
+``Sequential`` does four things a newcomer should look at in this order
+(then comes inference: ``predict`` / ``predict_proba``):
 
 1. **binding** (``__init__``): collect every layer's :class:`ParamSpec`,
    allocate ONE float32 buffer ``self.params``, and set each layer attribute
@@ -18,9 +19,13 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy
+
 from ..backend import array_module, get_array_module, to_numpy, xp
 from ..params import allocate
+from . import functional as F
 from . import init as _init
+from .activation import Softmax
 from .layer import Layer
 from .norm import _BatchNorm
 
@@ -130,14 +135,16 @@ class Sequential:
 
     # ---- mode and device -----------------------------------------------------------------------
     def train(self, mode: bool = True):
-        """Training mode: BatchNorm uses batch statistics (see :mod:`minirso.nn.norm`)."""
+        """Training mode: BatchNorm uses batch statistics (see :mod:`minirso.nn.norm`), so a row's output
+        depends on the other rows of its batch.  A new model is in training mode (RSO and aMC train in
+        it); :func:`minirso.checkpoint.load` returns one in eval mode."""
         self.training = mode
         for layer in self.layers:
             layer.train(mode)
         return self
 
     def eval(self):
-        """Evaluation mode: BatchNorm uses its running statistics."""
+        """Evaluation mode: BatchNorm uses its running statistics; each row's output depends on that row only."""
         return self.train(False)
 
     def to(self, backend: str):
@@ -261,3 +268,70 @@ class Sequential:
             trailing = (1,) * (len(g.shape) - q.ndim)
             lam[g.slice].reshape(g.shape)[...] = lam_neuron.reshape(q.shape + trailing)
         return lam
+
+    # ---- 5. inference --------------------------------------------------------------------------
+    def predict(self, x, batch_size: int = 2000):
+        """Class indices: the arg-max over the last axis of the output, one per row of ``x``.
+
+        Runs in eval mode ``batch_size`` rows at a time, so a row's class does not depend on the other
+        rows or on ``batch_size`` (only a near-tie can: BLAS may round a row's scores in the last bit
+        differently in a batch of another size); the model's mode, its
+        parameters, running statistics and signal-norm statistics are left as they were.  ``x`` may
+        live on either backend; the result is an int64 array of ``x``'s backend, shape ``x.shape[:1]``
+        (more output axes before the class axis stay: a (N, T, C) output gives (N, T)).
+        """
+        out = self._inference(x, batch_size, lambda y: y.argmax(axis=-1))
+        return out.astype(numpy.int64, copy=False)
+
+    def predict_proba(self, x, batch_size: int = 2000):
+        """Class probabilities: the softmax over the last axis of the output, per row of ``x``.
+
+        A model that ends in a :class:`~minirso.nn.Softmax` layer already outputs probabilities:
+        they are returned as they are (softmax is not applied twice).  Same conditions as
+        :meth:`predict` (eval mode, chunked, no state change, ``x``'s backend); float32.
+        """
+        ends_in_softmax = isinstance(self.layers[-1], Softmax)
+        return self._inference(x, batch_size, (lambda y: y) if ends_in_softmax else F.softmax)
+
+    def _inference(self, x, batch_size, finish):
+        """``finish(forward(chunk))`` for every chunk of ``x`` in eval mode, concatenated, on ``x``'s backend."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"predict: batch_size must be an int >= 1, got {batch_size!r}")
+        if not hasattr(x, "shape"):
+            x = numpy.asarray(x)
+        model_xp, x_xp = get_array_module(self.params), get_array_module(x)
+        n, out = int(x.shape[0]), None
+        with self._inference_mode():
+            for i in range(0, max(n, 1), batch_size):  # (one empty chunk when x has no rows)
+                y = self.forward(_on(model_xp, x[i : i + batch_size]))
+                if y.ndim < 2:
+                    raise ValueError(f"predict: the model's output has shape {tuple(y.shape)}; it needs a class axis "
+                                     "(N, ..., classes)")
+                y = finish(y)
+                if out is None:
+                    out = model_xp.empty((n,) + y.shape[1:], dtype=y.dtype)  # (N, ...) on the model's backend
+                out[i : i + y.shape[0]] = y
+        return _on(x_xp, out)  # one transfer at the end, when x lives elsewhere
+
+    @contextlib.contextmanager
+    def _inference_mode(self):
+        """Eval mode and no signal-norm recording inside; every layer's flags exactly as before afterwards
+        (also a layer switched on its own, which ``train(was_training)`` would overwrite)."""
+        layers = [l for _, l, _ in self.named_layers()]
+        before = self.training, [(l.training, l.recording) for l in layers]
+        for layer in layers:
+            layer.training, layer.recording = False, False
+        self.training = False
+        try:
+            yield
+        finally:
+            self.training = before[0]
+            for layer, (training, recording) in zip(layers, before[1]):
+                layer.training, layer.recording = training, recording
+
+
+def _on(module, a):
+    """``a`` as an array of ``module`` (numpy or cupy): an explicit host<->device copy only when needed."""
+    if get_array_module(a) is module:
+        return a
+    return to_numpy(a) if module is numpy else module.asarray(a)

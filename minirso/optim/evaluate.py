@@ -218,6 +218,8 @@ class ModelLoss:
         xp = get_array_module(x)
         if self.signal_stats or self.track_error or not kernels.enabled(xp) or self.loss_name not in self._FUSED_LOSSES:
             return None
+        if self.loss_fn is not LOSSES[self.loss_name]:  # a user's callable that merely shares a built-in's name
+            return None
         if self._layout is False:  # not looked at yet: once per ModelLoss (the net does not change shape)
             plan = mlp_layout(self.model)
             self._layout = None if plan is None else (xp.asarray(plan[0]), plan[1], int(plan[0][-1, 3]))

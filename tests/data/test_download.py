@@ -1,14 +1,21 @@
 """The data directory and downloads: precedence, no network, mirrors, and never a partial file under a real name.
 
 The network is replaced by fake ``download_url`` functions that write the
-bytes the tests choose; the real one is exercised on a ``file://`` URL.
+bytes the tests choose (pooch still does the temporary file, the md5 check and
+the rename around them); the real one is exercised on an HTTP server on the
+loopback address.
 """
 
+import functools
+import http.server
+import pathlib
+import sys
+import threading
 import urllib.error
 
-import numpy as np
 import pytest
 
+import minirso
 from minirso.data import DataError, MissingDataError, data_dir, download, load_mnist, load_mnist_or_bundled, mnist
 from minirso.data.download import download_url as real_download_url  # before conftest replaces it
 
@@ -48,13 +55,28 @@ def leftovers(directory):
 
 
 def test_data_dir_precedence(monkeypatch, tmp_path):
-    assert data_dir() == download.REPO_DATA_DIR and (download.REPO_DATA_DIR / "mnist").is_dir()
+    # conftest points $XDG_CACHE_HOME at tmp_path / "user-cache": on Linux the user cache folder is under it
+    default = data_dir()
+    if sys.platform.startswith("linux"):
+        assert default == tmp_path / "user-cache" / "minirso"
+    # never the clone (editable install) or site-packages (regular install): the folder holding the package
+    assert not default.resolve().is_relative_to(pathlib.Path(minirso.__file__).resolve().parent.parent)
     monkeypatch.setenv("MINIRSO_DATA", str(tmp_path / "env"))
     assert data_dir() == tmp_path / "env"
     assert data_dir(tmp_path / "arg") == tmp_path / "arg"  # an explicit argument beats the variable
     assert data_dir(str(tmp_path / "arg")) == tmp_path / "arg"
     monkeypatch.setenv("MINIRSO_DATA", "")
-    assert data_dir() == download.REPO_DATA_DIR  # empty counts as unset
+    assert data_dir() == default  # empty counts as unset
+
+
+def test_default_downloads_go_to_the_user_cache_not_the_package(monkeypatch, tmp_path):
+    _, files = fake_remote_mnist(monkeypatch)
+    served(monkeypatch, files)
+    ds = load_mnist()  # no data_dir, no $MINIRSO_DATA
+    assert leftovers(data_dir() / "mnist") == sorted(IDX_NAMES)
+    assert str(data_dir() / "mnist") in ds.source and len(ds.y_train) == 12
+    package = pathlib.Path(minirso.__file__).resolve().parent
+    assert sorted(p.name for p in package.rglob("train-*")) == []  # nothing landed in the package
 
 
 def test_loaders_read_minirso_data_unless_given_a_directory(monkeypatch, tmp_path):
@@ -126,11 +148,44 @@ def test_a_connection_cut_midway_leaves_nothing(monkeypatch, tmp_path):
     assert leftovers(tmp_path / "mnist") == []
 
 
-def test_real_download_url_copies_a_file_url(tmp_path):
-    src = tmp_path / "src.bin"
-    payload = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
-    src.write_bytes(payload)
-    real_download_url(src.as_uri(), tmp_path / "dst.bin")
-    assert (tmp_path / "dst.bin").read_bytes() == payload
-    with pytest.raises(urllib.error.URLError):
-        real_download_url((tmp_path / "absent.bin").as_uri(), tmp_path / "x")
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # the server would print every request to stderr
+        pass
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """``(root folder, base URL)`` of an HTTP server on 127.0.0.1 serving the folder, for the real downloader."""
+    root = tmp_path / "www"
+    root.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=root))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_real_download_through_pooch_over_http(monkeypatch, tmp_path, http_root):
+    root, base = http_root
+    arrays, files = fake_remote_mnist(monkeypatch)
+    write_files(root / "mnist", files)
+    monkeypatch.setattr(download, "download_url", real_download_url)
+    # the first mirror answers 404 for every file, the second serves them
+    monkeypatch.setattr(mnist, "MNIST_MIRRORS", (base + "gone/", base + "mnist/"))
+    ds = load_mnist(tmp_path / "d")
+    assert leftovers(tmp_path / "d" / "mnist") == sorted(IDX_NAMES)
+    for name in IDX_NAMES:
+        assert (tmp_path / "d" / "mnist" / name).read_bytes() == files[name]
+    assert f"from {base}mnist/" in ds.source and ds.y_train.tolist() == arrays["train-labels-idx1-ubyte.gz"].tolist()
+
+    # a server sending other bytes: the checksum fails and nothing is kept
+    (root / "mnist" / "train-images-idx3-ubyte.gz").write_bytes(files["train-images-idx3-ubyte.gz"][:-10])
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz: download failed the checksum.*404") as e:
+        load_mnist(tmp_path / "e")
+    assert not isinstance(e.value, MissingDataError) and leftovers(tmp_path / "e" / "mnist") == []
+
+    with pytest.raises(OSError, match="404"):
+        real_download_url(base + "absent.bin", tmp_path / "x")

@@ -221,3 +221,90 @@ def test_layernorm_model_mode_independent(xp, rng):
     model = Sequential([Dense(5, 6), LayerNorm(6), Tanh()], seed=12)
     x = _input(xp, rng, (4, 5))
     np.testing.assert_array_equal(minirso.to_numpy(model.train()(x)), minirso.to_numpy(model.eval()(x)))
+
+
+# ---- inference: predict / predict_proba ------------------------------------------------------------
+
+
+def _host_softmax(z):
+    """Softmax over the last axis in float64 on the host: the reference for predict_proba."""
+    z = np.asarray(z, np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _trained_looking_bn_net(xp, rng):
+    """rso_mnist with running statistics re-estimated from data, as a trainer leaves it (random statistics
+    can let one class win every row), in training mode."""
+    model = models.rso_mnist(seed=1, channels=4)
+    model.reestimate_batchnorm(_input(xp, rng, (64, 1, 28, 28)))
+    return model
+
+
+def _snapshot(model):
+    """Everything predict must leave alone: params, buffers, modes, signal-norm flags and records."""
+    def raw(a):
+        return minirso.to_numpy(a).tobytes()
+
+    layers = [l for _, l, _ in model.named_layers()]
+    return (raw(model.params), {k: raw(v) for k, v in model.buffers().items()}, model.training,
+            [(l.training, l.recording, {k: raw(v) for k, v in l._stat_sum.items()}, dict(l._stat_count)) for l in layers])
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_predict_is_eval_mode_per_row_and_changes_nothing(training, xp, rng):
+    """A BatchNorm net in training mode (as RSO leaves it): predict gives every row the class of the eval-mode
+    forward pass, one row at a time or all at once, and leaves mode, params, statistics and records alone."""
+    model = _trained_looking_bn_net(xp, rng).train(training)
+    x = _input(xp, rng, (13, 1, 28, 28))
+    model.eval()
+    logits = minirso.to_numpy(model(x))  # the reference: one eval-mode pass over the whole batch
+    model.train(training)
+    with model.signal_stats():  # recording on: predict must not add to the records either
+        before = _snapshot(model)
+        whole, single, chunks = model.predict(x), model.predict(x, batch_size=1), model.predict(x, batch_size=5)
+        proba = model.predict_proba(x, batch_size=4)
+        assert _snapshot(model) == before
+    for p in (whole, single, chunks):
+        assert minirso.get_array_module(p) is xp and p.dtype == np.int64 and p.shape == (13,)
+        np.testing.assert_array_equal(minirso.to_numpy(p), logits.argmax(axis=1))
+    assert minirso.get_array_module(proba) is xp and proba.dtype == np.float32 and proba.shape == (13, 10)
+    np.testing.assert_allclose(minirso.to_numpy(proba), _host_softmax(logits), rtol=1e-5, atol=1e-7)
+    assert len(set(logits.argmax(axis=1).tolist())) > 1  # a net that predicts one class for all would prove little
+
+
+def test_training_mode_forward_is_what_predict_fixes(xp, rng):
+    """The user's symptom, for the record: in training mode one row at a time disagrees with the batch."""
+    model = _trained_looking_bn_net(xp, rng)
+    x = _input(xp, rng, (16, 1, 28, 28))
+    batch = minirso.to_numpy(model(x).argmax(axis=1))
+    one = np.array([int(model(x[i : i + 1]).argmax()) for i in range(16)])
+    assert (batch != one).any()
+    np.testing.assert_array_equal(minirso.to_numpy(model.predict(x, batch_size=1)), minirso.to_numpy(model.predict(x)))
+
+
+def test_predict_proba_does_not_apply_softmax_twice(xp, rng):
+    model = models.mlp([5, 7, 4], output="softmax", seed=3)
+    x = _input(xp, rng, (9, 5))
+    p = minirso.to_numpy(model.predict_proba(x))
+    np.testing.assert_array_equal(p, minirso.to_numpy(model(x)))  # the net's own probabilities, unchanged
+    # (in chunks BLAS may round a row differently: a matrix-vector product is not a matrix product)
+    np.testing.assert_allclose(minirso.to_numpy(model.predict_proba(x, batch_size=2)), p, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
+    assert p.max() > 0.3  # (a second softmax of probabilities would squeeze every row towards 1/4)
+    np.testing.assert_array_equal(minirso.to_numpy(model.predict(x)), p.argmax(axis=1))
+
+
+def test_predict_takes_host_data_and_returns_on_its_backend(xp, rng):
+    """Host (NumPy) data for a model on either backend: the result comes back as NumPy, the same classes."""
+    model = models.mlp([6, 8, 3], seed=4)
+    x = _input(xp, rng, (11, 6))
+    host = minirso.to_numpy(x)
+    p, q = model.predict(host, batch_size=3), model.predict_proba(host)
+    assert type(p) is np.ndarray and type(q) is np.ndarray
+    np.testing.assert_array_equal(p, minirso.to_numpy(model.predict(x)))
+    np.testing.assert_array_equal(q, minirso.to_numpy(model.predict_proba(x)))
+    assert model.predict(host[:0]).shape == (0,) and model.predict_proba(host[:0]).shape == (0, 3)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size"):
+            model.predict(host, batch_size=bad)
