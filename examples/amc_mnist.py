@@ -82,7 +82,8 @@ def parse_args():
     p.add_argument("--n-s", type=int, default=20, help="rejections in a row before sigma *= 0.95 (0: never)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=["numpy", "cupy"])
-    p.add_argument("--data-dir", help="directory holding mnist/ (default: $MINIRSO_DATA or the repository's data/)")
+    p.add_argument("--data-dir", help="directory holding mnist/ (default: $MINIRSO_DATA, else the user cache folder "
+                                      "~/.cache/minirso)")
     p.add_argument("--download", action="store_true", help="fetch the full MNIST if it is missing")
     p.add_argument("--eval-every", type=int, default=500, help="steps between test-set evaluations")
     p.add_argument("--checkpoint", metavar="PATH", help="HDF5 checkpoint, written every --eval-every steps")

@@ -92,7 +92,8 @@ def parse_args():
                    help="kaiming, or N(0, sigma0^2) as the paper's other nets")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=["numpy", "cupy"])
-    p.add_argument("--data-dir", help="directory holding mnist/ (default: $MINIRSO_DATA or the repository's data/)")
+    p.add_argument("--data-dir", help="directory holding mnist/ (default: $MINIRSO_DATA, else the user cache folder "
+                                      "~/.cache/minirso)")
     p.add_argument("--download", action="store_true", help="fetch the full MNIST if it is missing")
     p.add_argument("--eval-every", type=int, default=100, help="steps between held-out evaluations")
     p.add_argument("--checkpoint", metavar="PATH", help="HDF5 checkpoint, written every --eval-every steps")

@@ -8,7 +8,7 @@ w + Delta and w - Delta, and keeps the best.  One *cycle* visits every weight
 once, last layer first.  Before a layer is swept, its inputs are cached for
 the whole training pool, so a trial only runs the layers from there on.
 
-Data: the official MNIST test set bundled in data/mnist/, split 8,000 train /
+Data: the official MNIST test set bundled with the package (minirso/data/bundled/), split 8,000 train /
 2,000 held out (no network needed).  Two nets:
 
 * ``--net small`` (default): digits averaged down to 7x7, then 49-16-10 with

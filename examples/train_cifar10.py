@@ -37,8 +37,8 @@ above are the paper's.  ``--evaluator incremental`` (the default) computes
 the same losses as ``plain``, faster where it can (plain convolutions;
 residual blocks fall back to the plain path).
 
-Data: ``<data dir>/cifar-10/`` (``--data-dir``, ``$MINIRSO_DATA`` or the
-repository's ``data/``), downloaded (163 MiB) when missing.  Without it and
+Data: ``<data dir>/cifar-10/`` (``--data-dir``, ``$MINIRSO_DATA`` or the user
+cache folder ``~/.cache/minirso``), downloaded (163 MiB) when missing.  Without it and
 without a network the example prints why and exits with status 1.  ``--smoke``
 never downloads: it uses 64 CIFAR-10 images if they are there, else 64 random
 images in CIFAR's shape (3, 32, 32) with random labels, and a Depth-3 net at 4
@@ -106,7 +106,8 @@ def parse_args():
     p.add_argument("--seed", type=int, default=72, help="sampling seed (the authors': 72)")
     p.add_argument("--init-seed", type=int, default=420, help="initialisation seed (the authors': 420)")
     p.add_argument("--backend", choices=["numpy", "cupy"])
-    p.add_argument("--data-dir", help="directory holding cifar-10/ (default: $MINIRSO_DATA or the repository's data/)")
+    p.add_argument("--data-dir", help="directory holding cifar-10/ (default: $MINIRSO_DATA, else the user cache folder "
+                                      "~/.cache/minirso)")
     p.add_argument("--no-download", action="store_true", help="do not try to download CIFAR-10")
     p.add_argument("--checkpoint", metavar="PATH", help="HDF5 checkpoint, written after every cycle")
     p.add_argument("--checkpoint-every-trials", type=int, help="also checkpoint every N trials inside a cycle")

@@ -17,8 +17,8 @@ Two presets, chosen by the backend:
 
 * **GPU** (CuPy): the paper's schedule, 50 cycles at batch 5,000, a fresh
   batch for every weight (``--trials-per-batch 1``), on the full MNIST when
-  it is in the data directory (``minirso.data``: ``data/mnist/`` or
-  ``$MINIRSO_DATA`` or ``--data-dir``).
+  it is in the data directory (``minirso.data``: ``--data-dir``, else
+  ``$MINIRSO_DATA``, else the user cache folder ``~/.cache/minirso``).
 * **CPU**: a quick preset for a laptop. Full MNIST is rarely there, and then
   the script trains on the bundled official MNIST test set, split 8,000
   train / 2,000 held-out (it says so).  7 cycles of a narrower net in about
@@ -100,7 +100,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, help="mini-batch size")
     p.add_argument("--trials-per-batch", type=int, help="consecutive trials sharing one mini-batch (1 = the paper)")
     p.add_argument("--channels", type=int, help="filters per conv layer (16 in the paper)")
-    p.add_argument("--data-dir", help="data directory (default: $MINIRSO_DATA, else the repo's data/)")
+    p.add_argument("--data-dir", help="data directory (default: $MINIRSO_DATA, else the user cache folder "
+                                      "~/.cache/minirso)")
     p.add_argument("--backend", choices=["numpy", "cupy"], help="array backend (default: CuPy if a GPU works)")
     p.add_argument("--checkpoint", default=os.path.join("runs", "mnist.h5"), help="checkpoint path ('' for none)")
     p.add_argument("--checkpoint-trials", type=int, default=1000, help="also checkpoint every N trials (weights)")
