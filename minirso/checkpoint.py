@@ -6,6 +6,7 @@
     checkpoint.save("run.h5", model, optimizer, history, meta={"cycle": 3}, keep_previous=True)
     ck = checkpoint.load("run.h5", fallback=True)   # ck.model, ck.optimizer, ck.history, ck.meta, ck.attrs
     ck.model.predict(x)                              # the model comes back in eval mode, ready for inference
+    checkpoint.load("run.h5", verify="data")         # also accept attributes added later, e.g. with h5py
     checkpoint.verify("run.h5")                      # every checksum, without building a model
     checkpoint.check_writable("runs/run.h5")         # before a long run: fail now, not at its first save
 
@@ -654,21 +655,30 @@ def _keep_previous(path):
 # ================================================================================================
 # load and verify
 # ================================================================================================
-def load(path, *, fallback: bool = False) -> Checkpoint:
+_VERIFY_LEVELS = ("all", "data")
+
+
+def load(path, *, fallback: bool = False, verify: str = "all") -> Checkpoint:
     """Read a checkpoint written by :func:`save`, checking every checksum; see :class:`Checkpoint`.
 
     Any problem with the file raises :class:`CheckpointError` (a missing file too, with "no such
     file").  ``fallback=True``: if ``path`` fails, load :func:`previous_path` instead, with a
     :class:`CheckpointWarning` naming both files and the reason; if that fails too, the error names both.
+
+    ``verify="all"`` (the default): the file must be byte for byte what :func:`save` wrote.
+    ``verify="data"``: everything minirso wrote must be intact (every dataset's sha256, every attribute
+    it wrote, the set of groups and datasets), but attributes added later (e.g. a note added with h5py)
+    are accepted and ignored, and so is the whole-file sha256 that any such edit changes.
     """
+    _check_level(verify)
     try:
-        return _load(path)
+        return _load(path, verify)
     except CheckpointError as first:
         if not fallback:
             raise
         prev = previous_path(path)
         try:
-            ckpt = _load(prev)
+            ckpt = _load(prev, verify)
         except CheckpointError as second:
             raise CheckpointError(path, f"{first.problem}; the previous checkpoint {prev} failed too: "
                                         f"{second.problem}") from first
@@ -676,14 +686,15 @@ def load(path, *, fallback: bool = False) -> Checkpoint:
         return ckpt
 
 
-def verify(path) -> dict:
+def verify(path, *, verify: str = "all") -> dict:
     """Check format, version, header and every checksum without building a model.
 
     Returns a summary ``{"path", "format_version", "created", "size", "datasets", "groups"}``;
-    raises :class:`CheckpointError`.
+    raises :class:`CheckpointError`.  ``verify``: "all" or "data", as for :func:`load`.
     """
+    _check_level(verify)
     data = _read_bytes(path)
-    tree = _verified_tree(data, path)
+    tree = _verified_tree(data, path, verify=verify)
     kinds = [n.type for n in tree.nodes.values()]
     return {"path": os.fspath(path), "format_version": FORMAT_VERSION, "created": tree.nodes["/"].attrs.get("created"),
             "size": len(data), "datasets": kinds.count("dataset"), "groups": kinds.count("group")}
@@ -696,14 +707,20 @@ def summary(path) -> str:
     return describe(load(path))
 
 
-def _load(path) -> Checkpoint:
-    return _load_bytes(_read_bytes(path), path)
+def _check_level(verify):
+    if verify not in _VERIFY_LEVELS:
+        raise ValueError(f"verify must be 'all' (the whole file as saved) or 'data' (what minirso wrote; "
+                         f"attributes added later are accepted), got {verify!r}")
 
 
-def _load_bytes(data: bytes, path, check_header: bool = True) -> Checkpoint:
+def _load(path, verify="all") -> Checkpoint:
+    return _load_bytes(_read_bytes(path), path, verify=verify)
+
+
+def _load_bytes(data: bytes, path, check_header: bool = True, verify: str = "all") -> Checkpoint:
     """Verify and decode a file's bytes.  ``check_header=False`` skips the whole-file sha256 and
     relies on the manifest alone (the tests use it to check that layer on its own)."""
-    tree = _verified_tree(data, path, check_header)
+    tree = _verified_tree(data, path, check_header, verify)
     try:
         return _decode(tree, path)
     except CheckpointError:
@@ -723,19 +740,23 @@ def _read_bytes(path) -> bytes:
         raise CheckpointError(path, f"cannot read the file ({e.strerror or e})") from e
 
 
-def _verified_tree(data: bytes, path, check_header: bool = True) -> "_Tree":
+def _verified_tree(data: bytes, path, check_header: bool = True, verify: str = "all") -> "_Tree":
     """Header first (cheap, and catches truncation before libhdf5 parses anything), then the manifest.
 
     When the file's sha256 or size does not match its header, the HDF5 pass still runs, to say which
-    dataset changed; if it finds nothing, the damage is in bytes outside the datasets.
+    dataset changed; if it finds nothing, the damage is in bytes outside the datasets.  With
+    ``verify="data"`` the whole-file size and sha256 are not compared (an attribute added with h5py
+    changes both) and added attributes are accepted: the manifest pass alone decides.
     """
-    damage = _check_header(data, path) if check_header else None
+    damage = _check_header(data, path, whole_file=verify == "all") if check_header else None
     try:
-        tree = _read_tree(data, path)
+        tree, added = _read_tree(data, path)
     except CheckpointError as err:
         if damage is None:
             raise
         raise CheckpointError(path, f"{err.problem} ({damage})") from err
+    if added and verify == "all":  # (this also explains a header mismatch: the edit changed the file)
+        raise CheckpointError(path, _added_problem(added))
     if damage is not None:
         raise CheckpointError(path, f"{damage}: bytes outside the datasets changed after it was written")
     return tree
@@ -744,9 +765,10 @@ def _verified_tree(data: bytes, path, check_header: bool = True) -> "_Tree":
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-def _check_header(data: bytes, path):
+def _check_header(data: bytes, path, whole_file: bool = True):
     """Raise for "not a checkpoint", unknown version, truncation, a damaged header.  Return None if
-    size and sha256 match the header, else what differs (the HDF5 pass then looks for the damage)."""
+    size and sha256 match the header (or ``whole_file`` is False), else what differs (the HDF5 pass
+    then looks for the damage)."""
     if not data:
         raise CheckpointError(path, "empty file (0 bytes): not a minirso checkpoint")
     m = re.fullmatch(rb"minirso-checkpoint (\d+)", data[:64].split(b"\n", 1)[0])
@@ -768,6 +790,8 @@ def _check_header(data: bytes, path):
     size = int(m.group(1))
     if len(data) < size:
         raise CheckpointError(path, f"truncated: the file has {len(data)} bytes, it was written with {size}")
+    if not whole_file:
+        return None
     if len(data) > size:
         return f"the file has {len(data)} bytes, it was written with {size}"
     if hashlib.sha256(memoryview(data)[_HEADER_SIZE:]).hexdigest() != m.group(2).decode():
@@ -800,13 +824,20 @@ class _Tree:
         return self.nodes[p].value
 
 
-def _read_tree(data: bytes, path) -> _Tree:
-    """Open the HDF5 image; check format, version, manifest, and every object against the manifest."""
+def _read_tree(data: bytes, path):
+    """Open the HDF5 image; check format, version, manifest, and every object against the manifest.
+
+    Returns the tree and the attributes minirso did not write, ``[(object path, name), ...]`` (added
+    later, e.g. with h5py): only their names are read, never their values (h5py writes a str as a
+    variable-length string, in the global heap that HDF5 does not checksum; see :func:`_fixed_text`).
+    """
     try:
         with h5py.File(io.BytesIO(data), "r") as f:
             _check_identity(f, path)
             manifest = _read_manifest(f, path)
-            return _Tree(_check_objects(f, manifest, path))
+            added = [("/manifest.json", k) for k in f["manifest.json"].attrs]  # minirso writes none there
+            nodes = _check_objects(f, manifest, path, added)
+            return _Tree(nodes), added
     except CheckpointError:
         raise
     except _FILE_ERRORS as e:
@@ -834,8 +865,9 @@ def _read_manifest(f, path) -> dict:
     return manifest["objects"]
 
 
-def _check_objects(f, manifest: dict, path) -> dict:
-    """Every object is in the manifest and vice versa, attributes equal, dataset checksums match."""
+def _check_objects(f, manifest: dict, path, added: list) -> dict:
+    """Every object is in the manifest and vice versa, attributes equal, dataset checksums match.
+    Attributes not in the manifest are appended to ``added`` as ``(object path, name)``."""
     found = _objects(f)
     missing = [p for p in manifest if p not in found]
     if missing:
@@ -845,7 +877,7 @@ def _check_objects(f, manifest: dict, path) -> dict:
     extra = [p for p in found if p not in manifest]
     if extra:
         raise CheckpointError(path, f"unexpected object {extra[0]} (not in the manifest)")
-    return {p: _checked_node(p, found[p], entry, path) for p, entry in manifest.items()}
+    return {p: _checked_node(p, found[p], entry, path, added) for p, entry in manifest.items()}
 
 
 def _objects(f) -> dict:
@@ -860,20 +892,36 @@ def _objects(f) -> dict:
     return found
 
 
-def _checked_node(p, obj, entry, path) -> _Node:
-    """Read one object, checking it against its manifest entry."""
+def _checked_node(p, obj, entry, path, added: list) -> _Node:
+    """Read one object, checking it against its manifest entry (attributes not in it go to ``added``)."""
     kind = "dataset" if isinstance(obj, h5py.Dataset) else "group"
     if kind != entry["type"]:
         raise CheckpointError(path, f"{p} is a {kind}, the manifest says {entry['type']}")
-    attrs = {k: _attr(v) for k, v in obj.attrs.items() if not (p == "/" and k == "manifest_sha256")}
-    if json.dumps(attrs, sort_keys=True) != json.dumps(entry["attrs"], sort_keys=True):  # types count too
-        raise CheckpointError(path, f"attributes of {p} differ from the manifest")
+    expected = entry["attrs"]
+    ours = set(expected) | ({"manifest_sha256"} if p == "/" else set())  # (the root's is checked with the manifest)
+    names = list(obj.attrs)
+    added += [(p, k) for k in names if k not in ours]
+    attrs = {k: _attr(obj.attrs[k]) for k in names if k in expected}
+    for k in expected:
+        if k not in attrs:
+            raise CheckpointError(path, f"attributes of {p} differ from the manifest (attribute {k!r} is missing)")
+        if json.dumps(attrs[k]) != json.dumps(expected[k]):  # types count too: 1 is not "1"
+            raise CheckpointError(path, f"attributes of {p} differ from the manifest (attribute {k!r} changed)")
     if kind == "group":
         return _Node(kind, attrs)
     value = obj[()]
     if _digest(value) != entry["sha256"]:
         raise CheckpointError(path, f"checksum mismatch in dataset {p}")
     return _Node(kind, attrs, value)
+
+
+def _added_problem(added) -> str:
+    """The strict load's message for attributes minirso did not write: which, and how to accept them."""
+    (p, name), more = added[0], len(added) - 1
+    others = f" (and {more} more)" if more else ""
+    return (f"attribute {name!r} of {p}{others} was not written by minirso (added after saving, e.g. with h5py), "
+            "so the file is not byte for byte as saved; everything minirso wrote is intact: "
+            "load(path, verify=\"data\") or `minirso inspect --data-only` accepts added attributes")
 
 
 def _attr(v):

@@ -5,6 +5,8 @@
     minirso inspect run.h5                  versions, layers and parameter counts, optimizer state, history
     minirso inspect run.h5 --verify         checksums only: prints "OK run.h5" (exit 0) or the problem (exit 1)
     minirso inspect run.h5 --plot run.png   learning curves of the history's "eval" table (needs matplotlib)
+    minirso inspect run.h5 --data-only      (with any of the above) accept attributes added after saving,
+                                            e.g. with h5py: checkpoint.load(..., verify="data")
     minirso --version                       prints "minirso <version>"
 
 Exit codes: 0 success; 1 the checkpoint cannot be used (ONE line on stderr: the
@@ -53,6 +55,9 @@ def _parser():
     mode.add_argument("--verify", action="store_true",
                       help="only check format and every checksum: 'OK <path>' and exit 0, or the problem and exit 1")
     mode.add_argument("--plot", metavar="PNG", help="also plot the history's eval table (accuracy, loss) to this file")
+    p.add_argument("--data-only", action="store_true",
+                   help="check only what minirso wrote (every dataset and its attributes), accepting attributes "
+                        "added after saving, e.g. a note added with h5py (checkpoint.load(..., verify='data'))")
     p.set_defaults(run=_inspect)
     return parser
 
@@ -72,12 +77,13 @@ def _version() -> str:
 def _inspect(args) -> int:
     from . import checkpoint
 
+    level = "data" if args.data_only else "all"
     try:
         if args.verify:
-            checkpoint.verify(args.path)
+            checkpoint.verify(args.path, verify=level)
             print(f"OK {args.path}")
             return 0
-        ckpt = checkpoint.load(args.path)
+        ckpt = checkpoint.load(args.path, verify=level)
     except checkpoint.CheckpointError as err:
         print(err, file=sys.stderr)
         return 1

@@ -464,6 +464,85 @@ def test_no_variable_length_data(small, tmp_path):
                 assert dt != object and (info is None or info.length is not None), (obj.name, dt)
 
 
+
+# ---- attributes added after saving (issue 16): load(..., verify="data") --------------------------
+_ANNOTATE = """import sys, h5py
+with h5py.File(sys.argv[1], "a") as f:  # what a user types: h5py writes a str as a variable-length string
+    f.attrs["note"] = "my run"
+    f["model/conv1/weight"].attrs["units"] = "none"
+"""
+
+
+def _annotated(tmp_path, small):
+    """The small checkpoint, with two attributes added by h5py in another process (the user's steps)."""
+    path = tmp_path / "run.h5"
+    path.write_bytes(small[0])
+    subprocess.run([sys.executable, "-c", _ANNOTATE, str(path)], check=True, timeout=60)
+    return path
+
+
+def _problem_with(path, **kwargs):
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.load(path, **kwargs)
+    return info.value.problem
+
+
+def test_an_attribute_added_with_h5py_loads_with_verify_data_and_the_strict_error_says_so(tmp_path, small):
+    path = _annotated(tmp_path, small)
+    problem = _problem_with(path)  # the default stays strict: the file is not byte for byte as saved
+    assert "attribute 'note' of / (and 1 more) was not written by minirso" in problem
+    assert 'verify="data"' in problem and "--data-only" in problem
+    with pytest.raises(CheckpointError, match="attribute 'note'"):
+        checkpoint.verify(path)
+    ck = checkpoint.load(path, verify="data")
+    assert_same_checkpoint(ck, small[1])  # the values saved, bit for bit; the user's note is not in ck.attrs
+    (tmp_path / "saved.h5").write_bytes(small[0])
+    info, saved = checkpoint.verify(path, verify="data"), checkpoint.verify(tmp_path / "saved.h5")
+    assert (info["datasets"], info["groups"]) == (saved["datasets"], saved["groups"])
+    cli = [sys.executable, "-m", "minirso", "inspect", str(path)]
+    strict = subprocess.run(cli + ["--verify"], capture_output=True, text=True, timeout=120)
+    assert strict.returncode == 1 and "--data-only" in strict.stderr
+    ok = subprocess.run(cli + ["--verify", "--data-only"], capture_output=True, text=True, timeout=120)
+    assert (ok.returncode, ok.stdout) == (0, f"OK {path}\n"), ok.stderr
+    with pytest.raises(ValueError, match="'all'.*'data'"):
+        checkpoint.load(path, verify="none")
+
+
+def test_damage_to_what_minirso_wrote_is_detected_in_every_mode(tmp_path, small):
+    edits = [  # (h5py edit of an annotated file, the problem it must raise)
+        (lambda f: f["model/conv1/weight"].__setitem__((0, 0, 0, 0), 2.0),
+         "checksum mismatch in dataset /model/conv1/weight"),
+        (lambda f: f["history/eval"].attrs.__setitem__("rows", 2),
+         "attributes of /history/eval differ from the manifest (attribute 'rows' changed)"),
+        (lambda f: f.attrs.__setitem__("created", "2020-01-01T00:00:00+00:00"), "(attribute 'created' changed)"),
+        (lambda f: f["model/bn1"].attrs.__delitem__("type"), "(attribute 'type' is missing)"),
+        (lambda f: f.__setitem__("model/extra", np.zeros(2)), "unexpected object /model/extra"),
+    ]
+    for edit, expected in edits:
+        path = _annotated(tmp_path, small)
+        with h5py.File(path, "r+") as f:
+            edit(f)
+        for level in ("all", "data"):
+            assert expected in _problem_with(path, verify=level), (expected, level)
+
+
+def test_bit_flips_in_an_annotated_file_never_load_a_changed_value_with_verify_data(tmp_path, small):
+    data = _annotated(tmp_path, small).read_bytes()
+    rng = np.random.default_rng(2)
+    counts = {"error": 0, "same": 0}
+    for bit in rng.integers(512 * 8, len(data) * 8, 300):  # past the header (whose damage always fails)
+        damaged = bytearray(data)
+        damaged[bit // 8] ^= 1 << (bit % 8)
+        try:
+            ck = checkpoint._load_bytes(bytes(damaged), "damaged.h5", verify="data")
+        except CheckpointError:
+            counts["error"] += 1
+            continue
+        assert_same_checkpoint(ck, small[1])
+        counts["same"] += 1
+    assert counts["error"] > 200, counts  # most bytes are minirso's; flips in unused bytes or the note may load
+
+
 # ---- keeping the previous checkpoint, falling back to it ------------------------------------------
 def test_keep_previous_and_fallback(tmp_path, rng):
     a, b = models.mlp([3, 2], seed=1), models.mlp([3, 2], seed=2)
