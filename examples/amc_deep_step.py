@@ -75,7 +75,7 @@ def train(depth, signal_norm, steps, init, seed, log_lines=5):
           + "   (target 0, .5, .5, .5, 0)")
     print(f"  {steps} steps in {wall:.1f} s: final U = {opt.loss:.3e}")
     return {"final_loss": opt.loss, "acceptance": opt.acceptance_rate, "sigma": opt.sigma, "wall_time": wall,
-            "params": net.num_params}
+            "num_params": net.num_params}
 
 
 def main():

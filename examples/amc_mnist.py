@@ -5,6 +5,7 @@ Run:  python examples/amc_mnist.py                           (full batch, signal
       python examples/amc_mnist.py --batching minibatch         (Fig. 7(b): minibatches of 2,000)
       python examples/amc_mnist.py --signal-norm off --sigma0 2e-3 --epsilon 0 --n-s 0   (Fig. 1: plain Metropolis)
       python examples/amc_mnist.py --checkpoint runs/amc.h5     (Ctrl-C saves; add --resume to continue)
+      python examples/amc_mnist.py --checkpoint runs/amc.h5 --resume --steps 8000   (continue to 8,000 steps)
       python examples/amc_mnist.py --smoke --json out/amc_mnist.json   (CI: a few seconds)
 
 The net is the paper's Fig. 1 net: 784 inputs, two hidden layers of 16 tanh
@@ -53,7 +54,13 @@ minibatch when minibatching), train_loss, steps, wall_time, the batching mode,
 the acceptance rate and sigma.  Ctrl-C (SIGTERM) stops the run after a
 checkpoint: the script prints the command that continues, writes ``--json``
 with ``"interrupted": true`` (the numbers of the last evaluation) and exits
-with status 130 (143).  With ``--checkpoint``, ``<checkpoint>.metrics.jsonl``
+with status 130 (143).  The checkpoint stores the run's arguments, and
+``--resume`` rebuilds the run from them: a flag left out takes the stored value;
+``--backend``, ``--data-dir``, ``--download``, ``--eval-every``, ``--json`` and
+``--no-progress`` may be changed; a larger ``--steps`` extends the run (sigma and
+mu go on from where they were: aMC has no schedule); any other flag that differs
+from the stored run (a smaller ``--steps``, ``--batch-size``, ``--seed``, ...) is
+an error naming it (exit status 2).  With ``--checkpoint``, ``<checkpoint>.metrics.jsonl``
 gets a line per evaluation and per log interval while the run goes on.
 """
 
@@ -67,12 +74,19 @@ import minirso
 from minirso.data import load_mnist_or_bundled
 from minirso.models import mlp
 from minirso.optim import AMC, ModelLoss
+from minirso.runargs import parse_resumable
 from minirso.train import Trainer, write_metrics
 
 
-def parse_args():
+# flags that do not change what is computed: on --resume they may differ from the stored run
+FREE = ("backend", "data_dir", "download", "eval_every", "json", "no_progress")
+
+
+def parse_args(argv=None):
+    """The arguments; with --resume, every flag not typed comes from the checkpoint (``minirso.runargs``)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=4000, help="aMC steps (the paper: 10^5)")
+    p.add_argument("--steps", type=int, help="aMC steps (default 4,000; --smoke 40; the paper: 10^5); with "
+                                             "--resume, a larger number extends the run")
     p.add_argument("--batching", choices=["full", "minibatch", "progressive"], default="full")
     p.add_argument("--batch-size", type=int, default=None,
                    help="minibatch rows (default 2000) or the progressive start (default 500)")
@@ -84,23 +98,28 @@ def parse_args():
     p.add_argument("--backend", choices=["numpy", "cupy"])
     p.add_argument("--data-dir", help="directory holding mnist/ (default: $MINIRSO_DATA, else the user cache folder "
                                       "~/.cache/minirso)")
-    p.add_argument("--download", action="store_true", help="fetch the full MNIST if it is missing")
-    p.add_argument("--eval-every", type=int, default=500, help="steps between test-set evaluations")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
+                   help="fetch the full MNIST if it is missing (default: no, use the bundled digits)")
+    p.add_argument("--eval-every", type=int, help="steps between test-set evaluations (default 500; --smoke 20)")
     p.add_argument("--checkpoint", metavar="PATH", help="HDF5 checkpoint, written every --eval-every steps")
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run stored in --checkpoint (its arguments: only --steps (larger) and "
+                        "--backend, --data-dir, --download, --eval-every, --json, --no-progress may differ)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", metavar="PATH", help="write the final metrics here as JSON")
     p.add_argument("--smoke", action="store_true", help="a few seconds for CI: 1,000 / 500 digits, 40 steps")
-    args = p.parse_args()
+    args = parse_resumable(p, argv, extend=("steps",), free=FREE)
     if args.resume and not args.checkpoint:
         p.error("--resume needs --checkpoint PATH")
-    if args.smoke:
-        args.steps, args.eval_every = min(args.steps, 40), min(args.eval_every, 20)
+    if args.steps is None:  # the checkpoint stores the resolved numbers
+        args.steps = 40 if args.smoke else 4000
+    if args.eval_every is None:
+        args.eval_every = 20 if args.smoke else 500
     return args
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     t0 = time.perf_counter()
     if args.backend:
         minirso.use_backend(args.backend)
@@ -135,7 +154,7 @@ def main():
     trainer = Trainer(net, opt, steps=args.steps, eval_data=(x_test, y_test), train_eval_data=train_eval,
                       eval_every=args.eval_every, checkpoint=args.checkpoint, checkpoint_every=args.eval_every,
                       log_every=max(1, min(100, args.eval_every)), progress=not args.no_progress,
-                      meta={"example": "amc_mnist", **vars(args)}, loss="mse")
+                      meta={"example": "amc_mnist", "args": vars(args)}, loss="mse")
     if args.resume and trainer.restore(args.checkpoint):
         print(f"resumed from {args.checkpoint} at step {opt.step_count:,}")
     try:
@@ -164,7 +183,8 @@ def main():
                   "final_loss": opt.loss, "acceptance": opt.acceptance_rate, "sigma": opt.sigma,
                   "batch": opt.batch, "batching": args.batching, "signal_norm": args.signal_norm == "on",
                   "sigma0": args.sigma0, "epsilon": args.epsilon, "n_s": args.n_s, "seed": args.seed,
-                  "params": net.num_params, "n_train": len(y_train), "n_test": len(y_test), "data": ds.name,
+                  "num_params": net.num_params, "train_samples": len(y_train), "test_samples": len(y_test),
+                  "data": ds.name,
                   "interrupted": stopped, "smoke": args.smoke}
         if stopped:
             result.update(stop_signal=signal.Signals(trainer.stop_signal).name, resume=resume_command(args))
@@ -177,8 +197,8 @@ def main():
 
 
 def resume_command(args):
-    """The shell command that continues this run (its arguments and --resume); None without --checkpoint."""
-    return shlex.join(["python", *[a for a in sys.argv if a != "--resume"], "--resume"]) if args.checkpoint else None
+    """The shell command that continues this run (the checkpoint holds its arguments); None without --checkpoint."""
+    return shlex.join(["python", sys.argv[0], "--checkpoint", args.checkpoint, "--resume"]) if args.checkpoint else None
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Run:  python examples/amc_rnn_mnist01.py                  (7x7 images, 49-step sequences: ~1 minute, 2 CPU cores)
       python examples/amc_rnn_mnist01.py --side 28 --steps 20000 --download   (784-step sequences as the paper: GPU)
       python examples/amc_rnn_mnist01.py --checkpoint runs/rnn.h5   (Ctrl-C saves, prints how to continue, exits 130)
+      python examples/amc_rnn_mnist01.py --checkpoint runs/rnn.h5 --resume [--steps 2000]   (continue [and extend])
       python examples/amc_rnn_mnist01.py --smoke --json out/rnn.json  (CI: a few seconds)
 
 The task: tell MNIST 0s from 1s, reading the image ONE PIXEL AT A TIME.  Pixels
@@ -57,6 +58,7 @@ import minirso
 from minirso.data import load_mnist_or_bundled
 from minirso.models import amc_rnn_classifier
 from minirso.optim import AMC, ModelLoss
+from minirso.runargs import parse_resumable
 from minirso.train import Trainer, write_metrics
 
 
@@ -76,12 +78,18 @@ def zeros_and_ones(images, labels, side):
     return seq, labels[keep]
 
 
-def parse_args():
+# flags that do not change what is computed: on --resume they may differ from the stored run
+FREE = ("backend", "data_dir", "download", "eval_every", "json", "no_progress")
+
+
+def parse_args(argv=None):
+    """The arguments; with --resume, every flag not typed comes from the checkpoint (``minirso.runargs``)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=1000, help="aMC steps")
+    p.add_argument("--steps", type=int, help="aMC steps (default 1,000; --smoke 20); with --resume, a larger "
+                                             "number extends the run")
     p.add_argument("--side", type=int, choices=[4, 7, 14, 28], default=7,
                    help="images averaged down to side x side: sequences of side^2 steps (the paper: 28)")
-    p.add_argument("--batch-size", type=int, default=1500, help="minibatch per step (the paper: 1,500)")
+    p.add_argument("--batch-size", type=int, help="minibatch per step (default and the paper: 1,500; --smoke 100)")
     p.add_argument("--sigma0", type=float, default=1e-3)
     p.add_argument("--epsilon", type=float, default=0.0)
     p.add_argument("--n-s", type=int, default=100)
@@ -94,25 +102,31 @@ def parse_args():
     p.add_argument("--backend", choices=["numpy", "cupy"])
     p.add_argument("--data-dir", help="directory holding mnist/ (default: $MINIRSO_DATA, else the user cache folder "
                                       "~/.cache/minirso)")
-    p.add_argument("--download", action="store_true", help="fetch the full MNIST if it is missing")
-    p.add_argument("--eval-every", type=int, default=100, help="steps between held-out evaluations")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
+                   help="fetch the full MNIST if it is missing (default: no, use the bundled digits)")
+    p.add_argument("--eval-every", type=int, help="steps between held-out evaluations (default 100; --smoke 10)")
     p.add_argument("--checkpoint", metavar="PATH", help="HDF5 checkpoint, written every --eval-every steps")
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run stored in --checkpoint (its arguments: only --steps (larger) and "
+                        "--backend, --data-dir, --download, --eval-every, --json, --no-progress may differ)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", metavar="PATH", help="write the final metrics here as JSON")
     p.add_argument("--smoke", action="store_true",
                    help="a few seconds for CI: 7x7 images (49 steps), 200 / 100 sequences, batch 100, 20 steps")
-    args = p.parse_args()
+    args = parse_resumable(p, argv, extend=("steps",), free=FREE)
     if args.resume and not args.checkpoint:
         p.error("--resume needs --checkpoint PATH")
     if args.smoke:
-        args.side, args.batch_size = 7, min(args.batch_size, 100)
-        args.steps, args.eval_every = min(args.steps, 20), min(args.eval_every, 10)
+        args.side = 7
+    # what was not given: the (smoke) defaults; the checkpoint stores the resolved numbers
+    for name, normal, smoke in (("steps", 1000, 20), ("batch_size", 1500, 100), ("eval_every", 100, 10)):
+        if getattr(args, name) is None:
+            setattr(args, name, smoke if args.smoke else normal)
     return args
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     t0 = time.perf_counter()
     if args.backend:
         minirso.use_backend(args.backend)
@@ -144,7 +158,7 @@ def main():
     trainer = Trainer(net, opt, steps=args.steps, eval_data=(x_test, y_test), eval_every=args.eval_every,
                       checkpoint=args.checkpoint, checkpoint_every=args.eval_every,
                       log_every=max(1, min(10, args.eval_every)), progress=not args.no_progress,
-                      meta={"example": "amc_rnn_mnist01", **vars(args)}, loss="cross_entropy_mean",
+                      meta={"example": "amc_rnn_mnist01", "args": vars(args)}, loss="cross_entropy_mean",
                       eval_batch=500)
     if args.resume and trainer.restore(args.checkpoint):
         print(f"resumed from {args.checkpoint} at step {opt.step_count:,}")
@@ -170,7 +184,8 @@ def main():
                   "steps": opt.step_count, "test_accuracy": final["test_accuracy"], "test_loss": final["test_loss"],
                   "final_loss": opt.loss, "acceptance": opt.acceptance_rate, "sigma": opt.sigma,
                   "sequence_length": args.side * args.side, "batch_size": batch, "cell": args.cell,
-                  "params": net.num_params, "n_train": len(y_train), "n_test": len(y_test), "data": ds.name,
+                  "num_params": net.num_params, "train_samples": len(y_train), "test_samples": len(y_test),
+                  "data": ds.name,
                   "seed": args.seed, "interrupted": stopped, "smoke": args.smoke}
         if stopped:
             result.update(stop_signal=signal.Signals(trainer.stop_signal).name, resume=resume_command(args))
@@ -183,8 +198,8 @@ def main():
 
 
 def resume_command(args):
-    """The shell command that continues this run (its arguments and --resume); None without --checkpoint."""
-    return shlex.join(["python", *[a for a in sys.argv if a != "--resume"], "--resume"]) if args.checkpoint else None
+    """The shell command that continues this run (the checkpoint holds its arguments); None without --checkpoint."""
+    return shlex.join(["python", sys.argv[0], "--checkpoint", args.checkpoint, "--resume"]) if args.checkpoint else None
 
 
 if __name__ == "__main__":

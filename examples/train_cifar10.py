@@ -3,6 +3,7 @@
 Run:  python examples/train_cifar10.py --depth 10                  (the paper's Depth-10 run: 500 cycles; a GPU job)
       python examples/train_cifar10.py --depth 3 --batch-size 256 --cycles 3   (a CPU try: ~10 min a cycle, estimated)
       python examples/train_cifar10.py --checkpoint runs/c10.h5     (Ctrl-C saves; add --resume to continue)
+      python examples/train_cifar10.py --checkpoint runs/c10.h5 --resume --cycles 600   (continue, extended)
       python examples/train_cifar10.py --smoke --json out/c10.json  (CI: a few seconds, no data needed)
 
 RSO (Tripathi & Singh 2020, Algorithm 1) visits every weight in turn, last layer
@@ -46,7 +47,12 @@ channels instead of 32 (308 parameters), for one cycle at batch 8: the whole
 code path (RSO, the Trainer, BatchNorm re-estimation, checkpoints) in seconds.
 
 Ctrl-C (SIGTERM) stops the run after a checkpoint: the script prints the command that continues
-(``--resume``), writes ``--json`` with ``"interrupted": true`` and exits with status 130 (143).  With
+(``--resume``), writes ``--json`` with ``"interrupted": true`` and exits with status 130 (143).  The
+checkpoint stores the run's arguments and ``--resume`` rebuilds the run from them: a flag left out takes
+the stored value; ``--backend``, ``--data-dir``, ``--download``, ``--checkpoint-every-trials``, ``--json``
+and ``--no-progress`` may be changed; a larger ``--cycles`` extends the run (sigma then anneals linearly
+over the new number of cycles: ``minirso.optim.RSO``, "Extending a run"); any other flag that differs
+from the stored run is an error naming it (exit status 2).  With
 ``--checkpoint``, ``<checkpoint>.metrics.jsonl`` gets a line per finished tensor and evaluation.
 """
 
@@ -63,6 +69,7 @@ from minirso.data import DataError, load_cifar10
 from minirso.models import rso_cifar
 from minirso.nn import AvgPool2d, BatchNorm2d, Conv2d, Dense, GlobalAvgPool2d, ReLU, Sequential
 from minirso.optim import RSO
+from minirso.runargs import parse_resumable
 from minirso.train import Trainer, write_metrics
 
 
@@ -78,7 +85,7 @@ def load_data(args):
     """(x_train, y_train, x_test, y_test) as NumPy arrays, or exit with the loader's message."""
     if not args.smoke:
         try:
-            ds = load_cifar10(args.data_dir, download=not args.no_download)
+            ds = load_cifar10(args.data_dir, download=args.download)
         except DataError as e:
             sys.exit(f"train_cifar10: {e}")  # prints the message, exit status 1
         print(f"data: {ds.source}")
@@ -95,11 +102,17 @@ def load_data(args):
         return x[:64], y[:64], x[64:], y[64:]
 
 
-def parse_args():
+# flags that do not change what is computed: on --resume they may differ from the stored run
+FREE = ("backend", "data_dir", "download", "checkpoint_every_trials", "json", "no_progress")
+
+
+def parse_args(argv=None):
+    """The arguments; with --resume, every flag not typed comes from the checkpoint (``minirso.runargs``)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--depth", type=int, choices=[3, 5, 10], default=10, help="Table 3's Depth-3 / 5 / 10 net")
-    p.add_argument("--cycles", type=int, default=500, help="RSO cycles (the paper: 500)")
-    p.add_argument("--batch-size", type=int, default=5000, help="images per trial (the paper: 5,000)")
+    p.add_argument("--cycles", type=int, help="RSO cycles (default and the paper: 500; --smoke 1); with --resume, "
+                                              "a larger number extends the run")
+    p.add_argument("--batch-size", type=int, help="images per trial (default and the paper: 5,000; --smoke 8)")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="the authors' code: 1e-4")
     p.add_argument("--n-train", type=int, help="use only the first N training images (default: all 50,000)")
     p.add_argument("--evaluator", choices=["plain", "incremental"], default="incremental")
@@ -108,24 +121,31 @@ def parse_args():
     p.add_argument("--backend", choices=["numpy", "cupy"])
     p.add_argument("--data-dir", help="directory holding cifar-10/ (default: $MINIRSO_DATA, else the user cache folder "
                                       "~/.cache/minirso)")
-    p.add_argument("--no-download", action="store_true", help="do not try to download CIFAR-10")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                   help="download CIFAR-10 if it is missing (default: yes)")
     p.add_argument("--checkpoint", metavar="PATH", help="HDF5 checkpoint, written after every cycle")
-    p.add_argument("--checkpoint-every-trials", type=int, help="also checkpoint every N trials inside a cycle")
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    p.add_argument("--checkpoint-every-trials", type=int, metavar="N",
+                   help="also checkpoint every N trials inside a cycle")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run stored in --checkpoint (its arguments: only --cycles (larger) and --backend, "
+                        "--data-dir, --download, --checkpoint-every-trials, --json, --no-progress may differ)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", metavar="PATH", help="write the final metrics here as JSON")
     p.add_argument("--smoke", action="store_true",
                    help="seconds, for CI: 64 images (random if CIFAR-10 is absent), a 308-parameter net, 1 cycle")
-    args = p.parse_args()
+    args = parse_resumable(p, argv, extend=("cycles",), free=FREE)
     if args.resume and not args.checkpoint:
         p.error("--resume needs --checkpoint PATH")
-    if args.smoke:
-        args.cycles, args.batch_size = 1, min(args.batch_size, 8)
+    # what was not given: the (smoke) defaults; the checkpoint stores the resolved numbers
+    if args.cycles is None:
+        args.cycles = 1 if args.smoke else 500
+    if args.batch_size is None:
+        args.batch_size = 8 if args.smoke else 5000
     return args
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     t0 = time.perf_counter()
     if args.backend:
         minirso.use_backend(args.backend)
@@ -153,7 +173,7 @@ def main():
     trainer = Trainer(net, opt, eval_data=(x_test, y_test), bn_data=x_train[:2000], eval_every=1,
                       checkpoint=args.checkpoint, checkpoint_every=1,
                       checkpoint_every_trials=args.checkpoint_every_trials, progress=not args.no_progress,
-                      meta={"example": "train_cifar10", **vars(args)}, loss="cross_entropy_mean")
+                      meta={"example": "train_cifar10", "args": vars(args)}, loss="cross_entropy_mean")
     if args.resume and trainer.restore(args.checkpoint):
         print(f"resumed from {args.checkpoint} at {trainer.where()}")
     try:
@@ -177,7 +197,8 @@ def main():
         result = {"example": "train_cifar10", "backend": minirso.backend_name(), "wall_time": wall,
                   "cycles": opt.cycle, "trials": opt.trial, "test_accuracy": final["test_accuracy"],
                   "test_loss": final["test_loss"], "depth": None if args.smoke else args.depth,
-                  "params": net.num_params, "batch_size": batch, "n_train": len(y_train), "n_test": len(y_test),
+                  "num_params": net.num_params, "batch_size": batch, "train_samples": len(y_train),
+                  "test_samples": len(y_test),
                   "evaluator": args.evaluator, "interrupted": stopped, "smoke": args.smoke}
         if stopped:
             result.update(stop_signal=signal.Signals(trainer.stop_signal).name, resume=resume_command(args))
@@ -190,8 +211,8 @@ def main():
 
 
 def resume_command(args):
-    """The shell command that continues this run (its arguments and --resume); None without --checkpoint."""
-    return shlex.join(["python", *[a for a in sys.argv if a != "--resume"], "--resume"]) if args.checkpoint else None
+    """The shell command that continues this run (the checkpoint holds its arguments); None without --checkpoint."""
+    return shlex.join(["python", sys.argv[0], "--checkpoint", args.checkpoint, "--resume"]) if args.checkpoint else None
 
 
 if __name__ == "__main__":

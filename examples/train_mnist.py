@@ -11,6 +11,7 @@ Run it::
     python examples/train_mnist.py                       # the preset for this machine (see below)
     python examples/train_mnist.py --cycles 50 --batch-size 5000 --channels 16   # the paper's settings
     python examples/train_mnist.py --resume              # continue an interrupted run (Ctrl-C saves)
+    python examples/train_mnist.py --resume --cycles 10  # ... and extend it to 10 cycles
     minirso inspect runs/mnist.h5                         # look at the checkpoint it wrote
 
 Two presets, chosen by the backend:
@@ -63,11 +64,19 @@ evaluations, checkpoints); the README's first command on a fresh clone
 Algorithm 1 at full width reached 72 / 92 % after 1 / 2 cycles at batch 256
 in 665 s on 2 cores.
 
-Every ``--checkpoint-trials`` trials, at each cycle's end and on Ctrl-C /
+Every ``--checkpoint-every-trials`` trials, at each cycle's end and on Ctrl-C /
 SIGTERM, the run is saved to ``--checkpoint`` (HDF5, crash-safe, previous
 good copy kept as ``.prev``), and every finished tensor and evaluation is a
 line of ``<checkpoint>.metrics.jsonl`` (``tail -f`` it while the run goes on).
-``--resume`` continues from the checkpoint bit for bit on NumPy.  Ctrl-C
+``--resume`` continues from the checkpoint bit for bit on NumPy.  The checkpoint
+stores the run's arguments, and ``--resume`` rebuilds the run from them: a flag
+left out takes the stored value; ``--data-dir``, ``--backend``,
+``--checkpoint-every-trials``, ``--json`` and ``--no-progress`` may be changed;
+a larger ``--cycles`` extends the run (the sigma annealing then runs linearly
+over the new number of cycles from the next trial on: see ``minirso.optim.RSO``,
+"Extending a run"); any other flag that differs from the stored run (a smaller
+``--cycles``, ``--channels``, ``--batch-size``, ``--seed``, ...) is an error
+naming it (exit status 2).  Ctrl-C
 (SIGTERM) stops the script after the save: it prints the command that
 continues, writes ``--json`` with ``"interrupted": true`` and exits with
 status 130 (143).  ``--json PATH`` writes the final metrics.  ``--smoke`` is a
@@ -86,6 +95,7 @@ import time
 import minirso
 from minirso import data, models
 from minirso.optim import RSO
+from minirso.runargs import parse_resumable
 from minirso.train import Trainer, write_metrics
 
 # measured on 2 CPU cores, bundled 8,000 / 2,000 split, seed 72: see the docstring
@@ -94,9 +104,15 @@ GPU_PRESET = dict(cycles=50, batch_size=5000, trials_per_batch=1, channels=16)  
 SMOKE = dict(cycles=1, batch_size=32, trials_per_batch=4, channels=4)
 
 
+# flags that do not change what is computed: on --resume they may differ from the stored run
+FREE = ("data_dir", "backend", "checkpoint_every_trials", "json", "no_progress")
+
+
 def parse_args(argv=None):
+    """The arguments; with --resume, every flag not typed comes from the checkpoint (``minirso.runargs``)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cycles", type=int, help="passes over every parameter (preset: see the docstring)")
+    p.add_argument("--cycles", type=int, help="passes over every parameter (preset: see the docstring); "
+                                              "with --resume, a larger number extends the run")
     p.add_argument("--batch-size", type=int, help="mini-batch size")
     p.add_argument("--trials-per-batch", type=int, help="consecutive trials sharing one mini-batch (1 = the paper)")
     p.add_argument("--channels", type=int, help="filters per conv layer (16 in the paper)")
@@ -104,18 +120,23 @@ def parse_args(argv=None):
                                       "~/.cache/minirso)")
     p.add_argument("--backend", choices=["numpy", "cupy"], help="array backend (default: CuPy if a GPU works)")
     p.add_argument("--checkpoint", default=os.path.join("runs", "mnist.h5"), help="checkpoint path ('' for none)")
-    p.add_argument("--checkpoint-trials", type=int, default=1000, help="also checkpoint every N trials (weights)")
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    p.add_argument("--checkpoint-every-trials", type=int, default=1000, metavar="N",
+                   help="also checkpoint every N trials (weights)")
+    p.add_argument("--checkpoint-trials", type=int, dest="checkpoint_every_trials", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)  # the old spelling
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run stored in --checkpoint (its arguments: only --cycles (larger) and "
+                        "--data-dir, --backend, --checkpoint-every-trials, --json, --no-progress may differ)")
     p.add_argument("--seed", type=int, default=72, help="seed of the RSO random numbers (the net's init uses 420)")
     p.add_argument("--json", help="write the final metrics to this JSON file")
     p.add_argument("--smoke", action="store_true", help="a few-second run on a small net and subset (CI)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p.parse_args(argv)
+    return parse_resumable(p, argv, extend=("cycles",), free=FREE)
 
 
-def resume_command(argv) -> str:
-    """The shell command that continues this run: the same arguments, with --resume."""
-    return shlex.join(["python", sys.argv[0], *[a for a in argv if a != "--resume"], "--resume"])
+def resume_command(args) -> str:
+    """The shell command that continues this run: the checkpoint holds its arguments."""
+    return shlex.join(["python", sys.argv[0], "--checkpoint", args.checkpoint, "--resume"])
 
 
 def main(argv=None) -> int:
@@ -125,10 +146,11 @@ def main(argv=None) -> int:
         minirso.use_backend(args.backend)
     on_gpu = minirso.backend_name() == "cupy"
     preset = SMOKE if args.smoke else GPU_PRESET if on_gpu else CPU_PRESET
-    cycles = args.cycles or preset["cycles"]
-    batch_size = args.batch_size or preset["batch_size"]
-    per_batch = args.trials_per_batch or preset["trials_per_batch"]
-    channels = args.channels or preset["channels"]
+    # the preset fills what was not given; the checkpoint stores the values this run used
+    args.cycles = cycles = args.cycles or preset["cycles"]
+    args.batch_size = batch_size = args.batch_size or preset["batch_size"]
+    args.trials_per_batch = per_batch = args.trials_per_batch or preset["trials_per_batch"]
+    args.channels = channels = args.channels or preset["channels"]
 
     # 1. data: the full MNIST if present, else the bundled test-set split (one line says which)
     ds, note = data.load_mnist_or_bundled(args.data_dir)
@@ -150,7 +172,7 @@ def main(argv=None) -> int:
     trainer = Trainer(model, optimizer, eval_data=(x_test, y_test), train_eval_data=(x[:2000], y[:2000]),
                       bn_data=x[:2000],  # the authors re-estimate BatchNorm on 2,000 training images
                       checkpoint=args.checkpoint or None, checkpoint_every=1,
-                      checkpoint_every_trials=args.checkpoint_trials, progress=not args.no_progress,
+                      checkpoint_every_trials=args.checkpoint_every_trials, progress=not args.no_progress,
                       meta={"example": "train_mnist", "args": vars(args), "data": ds.source})
     if args.resume and args.checkpoint:
         if trainer.restore(args.checkpoint):
@@ -176,7 +198,7 @@ def main(argv=None) -> int:
                "data": ds.source, "checkpoint": args.checkpoint or None}
     if stopped:
         metrics["stop_signal"] = signal.Signals(trainer.stop_signal).name
-        metrics["resume"] = resume_command(argv) if args.checkpoint else None
+        metrics["resume"] = resume_command(args) if args.checkpoint else None
         print(f"interrupted at {trainer.where()}; " + (f"continue with: {metrics['resume']}" if args.checkpoint
                                                         else "nothing was saved (--checkpoint '')"))
     else:

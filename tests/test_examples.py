@@ -128,7 +128,7 @@ def test_amc_mnist(tmp_path):
     finite(r, "test_accuracy", "final_loss", "test_loss", "acceptance", "sigma")
     check_accuracy(r)
     check_accuracy(r, "train_accuracy")
-    assert r["steps"] == 40 and r["params"] == 13002 and r["batching"] == "full"
+    assert r["steps"] == 40 and r["num_params"] == 13002 and r["batching"] == "full"
     assert 0 < r["final_loss"] < 0.1  # MSE of softmax outputs vs one-hot: 0.09 at the start
     check_inspect(ck, ["fc1", "act1", "fc2", "act2", "fc3", "out"], 13002)
     # --resume on a finished run: restores, takes no step, reports the same numbers
@@ -153,7 +153,7 @@ def test_amc_rnn_mnist01(tmp_path):
     check_common(r, "amc_rnn_mnist01")
     finite(r, "test_accuracy", "test_loss", "final_loss")
     check_accuracy(r)
-    assert r["steps"] == 20 and r["sequence_length"] == 49 and r["params"] == 12674
+    assert r["steps"] == 20 and r["sequence_length"] == 49 and r["num_params"] == 12674
     assert r["final_loss"] >= 0
     check_inspect(ck, ["rnn1", "rnn2", "fc"], 12674)
 
@@ -164,7 +164,7 @@ def test_train_cifar10(tmp_path):
     check_common(r, "train_cifar10")
     finite(r, "test_accuracy", "test_loss")
     check_accuracy(r)
-    assert r["cycles"] == 1 and r["trials"] == r["params"] == 308
+    assert r["cycles"] == 1 and r["trials"] == r["num_params"] == 308
     check_inspect(ck, ["conv1", "pool1", "bn1", "relu1", "conv2", "bn2", "gap", "fc"], 308)
 
 
@@ -219,8 +219,8 @@ def test_train_mnist_ctrl_c_reports_and_the_printed_command_resumes(tmp_path):
     JSON, the resume command on stdout; that command (through a shell) finishes the run with exit 0."""
     ck, out = tmp_path / "runs" / "mnist.h5", tmp_path / "out" / "mnist.json"
     log = pathlib.Path(f"{ck}.metrics.jsonl")
-    args = [EXAMPLES / "train_mnist.py", "--smoke", "--cycles", "2", "--no-progress", "--checkpoint", ck,
-            "--json", out]
+    args = [EXAMPLES / "train_mnist.py", "--smoke", "--cycles", "2", "--batch-size", "16", "--no-progress",
+            "--checkpoint", ck, "--json", out]
     proc = start_and_signal(args, log, signal.SIGINT)
     assert proc.returncode == 130, (proc.returncode, proc.stdout_text, proc.stderr_text)
     assert "Traceback" not in proc.stderr_text
@@ -228,7 +228,7 @@ def test_train_mnist_ctrl_c_reports_and_the_printed_command_resumes(tmp_path):
     assert r["interrupted"] is True and r["stop_signal"] == "SIGINT" and r["cycles_done"] < 2
     line = next(x for x in proc.stdout_text.splitlines() if x.startswith("interrupted at trial "))
     command = line.split("continue with: ", 1)[1]
-    assert command == r["resume"] and shlex.split(command)[-1] == "--resume"
+    assert command == r["resume"] == shlex.join(["python", str(args[0]), "--checkpoint", str(ck), "--resume"])
     argv = shlex.split(command)
     argv[0] = sys.executable  # "python" as the user types it: this test's interpreter
     done = subprocess.run(shlex.join(argv), shell=True, cwd=ROOT, capture_output=True, text=True,
@@ -237,6 +237,7 @@ def test_train_mnist_ctrl_c_reports_and_the_printed_command_resumes(tmp_path):
     assert "resumed from" in done.stdout
     r = json.loads(out.read_text())
     assert r["interrupted"] is False and r["cycles_done"] == 2 and 0 <= r["test_accuracy"] <= 1
+    assert r["batch_size"] == 16  # from the checkpoint: the command does not repeat it
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert [(x["kind"], x["cycle"]) for x in lines if x["kind"] == "eval"] == [("eval", 1), ("eval", 2)]
     layers = [(x["cycle"], x["name"], x["trials"]) for x in lines if x["kind"] == "layers"]
@@ -257,3 +258,62 @@ def test_amc_mnist_sigterm_reports_and_exits_143(tmp_path):
     assert r["interrupted"] is True and r["stop_signal"] == "SIGTERM" and 10 <= r["steps"] < 100000
     assert r["resume"].endswith("--resume") and f"continue with: {r['resume']}" in proc.stdout_text
     assert 0 <= r["test_accuracy"] <= 1  # the last evaluation's
+
+
+# ---- --resume rebuilds the run from the checkpoint (issue 16) -----------------------------------
+
+
+def shell(command):
+    """``command`` as the user types it (``python`` is this test's interpreter), through a shell, from the root."""
+    argv = shlex.split(command)
+    argv[0] = sys.executable if argv[0] == "python" else argv[0]
+    return subprocess.run(shlex.join(argv), shell=True, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+def test_train_mnist_resume_takes_the_stored_arguments_and_extends_the_cycles(tmp_path):
+    """A run with flags off the preset (channels, batch size, trials per batch), continued by the short
+    command ``--resume --checkpoint PATH`` with more cycles: it rebuilds the stored run and runs on to the
+    new count; a flag that contradicts the stored run is exit status 2 naming each one with both values."""
+    ck, out = tmp_path / "runs" / "mnist.h5", tmp_path / "mnist.json"
+    first = run([EXAMPLES / "train_mnist.py", "--smoke", "--channels", "2", "--cycles", "1", "--batch-size", "64",
+                 "--trials-per-batch", "2", "--no-progress", "--checkpoint", ck, "--json", out])
+    assert first.returncode == 0, first.stdout + first.stderr
+    done = shell(f"python examples/train_mnist.py --resume --checkpoint {shlex.quote(str(ck))} --cycles 2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resumed from" in done.stdout and "Traceback" not in done.stderr
+    r = json.loads(out.read_text())  # --json, --no-progress and the smoke data came from the checkpoint too
+    assert (r["cycles_done"], r["cycles"], r["channels"], r["batch_size"], r["trials_per_batch"]) == (2, 2, 2, 64, 2)
+    assert r["num_params"] == 242 and r["train_samples"] == 256 and r["interrupted"] is False
+    lines = [json.loads(x) for x in pathlib.Path(f"{ck}.metrics.jsonl").read_text().splitlines()]
+    assert [x["cycle"] for x in lines if x["kind"] == "eval"] == [1, 2]  # the history goes on
+    for c in (1, 2):  # every parameter once per cycle, in the first run and in the extension
+        assert sum(x["trials"] for x in lines if x["kind"] == "layers" and x["cycle"] == c) == 242
+    bad = shell(f"python examples/train_mnist.py --resume --checkpoint {shlex.quote(str(ck))} --cycles 1 --seed 5 "
+                "--batch-size 64")  # --batch-size as stored: not an error
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert "--seed is 72 in the checkpoint, 5 on this command line" in bad.stderr
+    assert "--cycles 1 is less than the stored run's 2" in bad.stderr and "--batch-size" not in bad.stderr.split(
+        "error:")[1]
+
+
+def test_amc_mnist_resume_takes_the_stored_batch_size_and_extends_the_steps(tmp_path):
+    """aMC with --batch-size 300, continued without it and with more steps: the same numbers as one
+    uninterrupted run of that many steps; a different --batch-size is exit status 2 naming it."""
+    ck, out, whole = tmp_path / "amc.h5", tmp_path / "amc.json", tmp_path / "whole.json"
+    common = ["--smoke", "--batching", "minibatch", "--batch-size", "300", "--no-progress"]
+    first = run([EXAMPLES / "amc_mnist.py", *common, "--steps", "20", "--checkpoint", ck, "--json", out])
+    assert first.returncode == 0, first.stdout + first.stderr
+    done = shell(f"python examples/amc_mnist.py --resume --checkpoint {shlex.quote(str(ck))} --steps 40")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resumed from" in done.stdout
+    r = json.loads(out.read_text())
+    assert (r["steps"], r["batch"], r["batching"]) == (40, 300, "minibatch")
+    ref = run([EXAMPLES / "amc_mnist.py", *common, "--steps", "40", "--json", whole])
+    assert ref.returncode == 0, ref.stdout + ref.stderr
+    w = json.loads(whole.read_text())
+    assert (r["final_loss"], r["test_accuracy"], r["acceptance"]) == (w["final_loss"], w["test_accuracy"],
+                                                                      w["acceptance"])
+    bad = shell(f"python examples/amc_mnist.py --resume --checkpoint {shlex.quote(str(ck))} --batch-size 500")
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert "--batch-size is 300 in the checkpoint, 500 on this command line" in bad.stderr

@@ -66,6 +66,9 @@ class Optimizer:
     """Base class: subclasses fill ``self.hyperparameters`` and implement ``_get_state`` / ``_set_state``."""
 
     hyperparameters: dict
+    #: hyperparameters that are a schedule's length (RSO: ``cycles``): ``load_state_dict`` accepts a
+    #: LARGER value than the state_dict's (the run is extended), never a smaller one
+    extendable: tuple = ()
 
     def state_dict(self) -> dict:
         """``{"type", "hyperparameters", "state"}``: host (NumPy) copies, safe to keep or save."""
@@ -76,7 +79,9 @@ class Optimizer:
         """Continue from ``state_dict``: this optimizer must have been built with the same hyperparameters.
 
         A mismatch raises ValueError naming the hyperparameter: resuming with a
-        different batch size or order would silently change the trajectory.
+        different batch size or order would silently change the trajectory.  The one
+        exception is a schedule length in ``extendable`` (RSO's ``cycles``): this
+        optimizer may have a larger one, and the loaded run then continues to it.
         """
         if state_dict.get("type") != type(self).__name__:
             raise ValueError(f"state_dict is for {state_dict.get('type')!r}, not {type(self).__name__}")
@@ -84,6 +89,11 @@ class Optimizer:
         for k, v in self.hyperparameters.items():
             if k not in saved:
                 raise ValueError(f"state_dict lacks hyperparameter {k!r}")
+            if k in self.extendable and isinstance(saved[k], numbers.Integral) and v != saved[k]:
+                if v > saved[k]:
+                    continue  # the run is extended: this optimizer's (larger) value holds from now on
+                raise ValueError(f"hyperparameter {k!r} is {saved[k]!r} in the state_dict, {v!r} in this optimizer: "
+                                 f"a run can be extended on load (a larger {k}), not shortened")
             if not _same(saved[k], v):
                 raise ValueError(f"hyperparameter {k!r} differs: state_dict has {saved[k]!r}, this optimizer {v!r}")
         extra = sorted(set(saved) - set(self.hyperparameters))

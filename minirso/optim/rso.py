@@ -170,7 +170,18 @@ class RSO(Optimizer):
     :class:`CachedEvaluator`, the reference), ``"incremental"``
     (:class:`minirso.optim.IncrementalEvaluator`, the same numbers faster) or
     any object with ``prepare`` and ``losses``.
+
+    **Extending a run**: ``load_state_dict`` accepts the state of a run with FEWER cycles than this
+    optimizer's ``cycles`` (never more): ``RSO(..., cycles=10).load_state_dict(state of a 3-cycle
+    run)`` continues to cycle 10.  The sigma annealing is then linear over the NEW schedule: every
+    trial from the load on uses ``sigma_factor(c)`` with ``cycles=10``, which is the factor an
+    uninterrupted 10-cycle run would use for cycle ``c``; cycles already run keep the factors they
+    had.  So sigma goes back up: after a finished 3-cycle run (factors 1, 0.55, 0.1 with ``anneal``
+    0.1) the remaining cycles 4..10 use 0.7, 0.6, ..., 0.1.  Extended mid-cycle, the rest of the
+    current cycle (the tensor in progress from its next trial) uses the new factor.
     """
+
+    extendable = ("cycles",)
 
     def __init__(self, model, x, y, *, cycles: int, batch_size: int = 5000, anneal: float = 0.1,
                  sigma="kaiming", norm_sigma: float = 0.167, direction: str = "backward", order: str = "output",
@@ -255,7 +266,7 @@ class RSO(Optimizer):
         return units
 
     def sigma_factor(self, cycle: int) -> float:
-        """Linear annealing (sec. 4.1): 1 at cycle 0, ``anneal`` at the last cycle."""
+        """Linear annealing (sec. 4.1): 1 at cycle 0, ``anneal`` at the last cycle of the current ``cycles``."""
         e = self.hyperparameters["cycles"]
         a = self.hyperparameters["anneal"]
         return 1.0 if e == 1 else a + (1.0 - a) * (e - 1 - cycle) / (e - 1)

@@ -32,8 +32,10 @@ def tiny_data(n=64, hw=8, seed=0):
     return minirso.asarray(x), minirso.asarray(y)
 
 
-def reference_rso(model, x, y, cycles, batch_size, seed, anneal=0.1):
+def reference_rso(model, x, y, cycles, batch_size, seed, anneal=0.1, factors=None):
     """Algorithm 1 written out: returns the list of decisions ("keep" / "plus" / "minus") in visiting order.
+
+    ``factors``: the sigma factor of each cycle, given by hand (default: the paper's linear annealing).
 
     Order by hand for rso_mnist: fc, then conv6 and its BN (beta, gamma), ..., conv1 and bn1.
     Inputs of the layer being optimised come from ``forward(x, stop=layer)`` over the whole pool
@@ -47,6 +49,7 @@ def reference_rso(model, x, y, cycles, batch_size, seed, anneal=0.1):
     decisions, t = [], 0
     for c in range(cycles):
         factor = 1.0 if cycles == 1 else anneal + (1 - anneal) * (cycles - 1 - c) / (cycles - 1)
+        factor = factors[c] if factors is not None else factor
         for u, name in enumerate(names):
             g = groups[name]
             sigma = 0.167 if name.startswith("bn") else np.sqrt(2.0 / g.fan_in)
@@ -90,6 +93,37 @@ def test_decisions_equal_direct_reimplementation():
     np.testing.assert_array_equal(minirso.to_numpy(model.params), minirso.to_numpy(ref_model.params))
     # the run did something: a mix of all three outcomes
     assert {"keep", "plus", "minus"} <= set(got)
+
+
+def test_extending_cycles_on_load_anneals_over_the_new_schedule():
+    """A finished 2-cycle run loaded into RSO(cycles=4) runs cycles 3 and 4 with sigma annealed over 4 cycles."""
+    x, y = tiny_data()
+    ref_model, model = tiny_conv(), tiny_conv()
+    # by hand, anneal 0.1: the 2-cycle run uses 1 and 0.1; then 0.1 + 0.9 * (4 - 1 - c) / 3 for c = 2, 3
+    expected = reference_rso(ref_model, x, y, cycles=4, batch_size=16, seed=11, factors=[1.0, 0.1, 0.4, 0.1])
+    got = []
+
+    def record(ev, info):
+        if ev == "trial":
+            got.append(info["decision"])
+
+    first = RSO(model, x, y, cycles=2, batch_size=16, seed=11, callback=record)
+    first.run()
+    state = first.state_dict()
+    with pytest.raises(ValueError, match="'cycles' is 2 in the state_dict, 1 .*not shortened"):
+        RSO(model, x, y, cycles=1, batch_size=16, seed=11).load_state_dict(state)
+    with pytest.raises(ValueError, match="'batch_size' differs"):  # only the schedule may change
+        RSO(model, x, y, cycles=4, batch_size=32, seed=11).load_state_dict(state)
+    longer = RSO(model, x, y, cycles=4, batch_size=16, seed=11, callback=record)
+    longer.load_state_dict(state)
+    assert longer.cycle == 2 and not longer.done
+    longer.run()
+    assert longer.cycle == 4 and len(got) == len(expected) == 4 * model.num_params
+    assert got == expected
+    np.testing.assert_array_equal(minirso.to_numpy(model.params), minirso.to_numpy(ref_model.params))
+    sigmas = [r["sigma"] / r_base for r, r_base in
+              zip(longer.records[-2 * len(longer.units):], 2 * [float(np.mean(u.sigma)) for u in longer.units])]
+    assert sigmas == pytest.approx([0.4] * len(longer.units) + [0.1] * len(longer.units), rel=1e-6)
 
 
 class RecordingEvaluator:
