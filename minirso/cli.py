@@ -40,7 +40,12 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    return args.run(args)
+    try:
+        return args.run(args)
+    except BrokenPipeError:  # `minirso inspect run.h5 | head`: the reader left; stop quietly, as Unix tools do
+        # (the Python docs' recipe, "Note on SIGPIPE": point stdout at devnull so the exit flush cannot fail again)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by a closed pipe
 
 
 def _parser():

@@ -159,3 +159,11 @@ def test_plot_without_an_eval_table(tmp_path, capsys):
     checkpoint.save(tmp_path / "h.h5", models.mlp([2, 2]), None, {"loss": [1.0, 0.5]})
     code, _, err = run_main(["inspect", str(tmp_path / "h.h5"), "--plot", str(tmp_path / "c.png")], capsys)
     assert code == 1 and "no table" in err
+
+
+def test_inspect_into_a_closed_pipe_stops_quietly(amc_run):
+    """``minirso inspect run.h5 | head`` as a user types it: no BrokenPipeError traceback when the reader leaves.
+    The reader here (``true``) has left before Python starts writing, so every run meets the closed pipe."""
+    done = subprocess.run(f"{sys.executable} -m minirso inspect {amc_run} | true", shell=True, capture_output=True,
+                          text=True)
+    assert done.stderr == "", done.stderr
