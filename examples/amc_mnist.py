@@ -65,7 +65,6 @@ gets a line per evaluation and per log interval while the run goes on.
 """
 
 import argparse
-import shlex
 import signal
 import sys
 import time
@@ -74,7 +73,7 @@ import minirso
 from minirso.data import load_mnist_or_bundled
 from minirso.models import mlp
 from minirso.optim import AMC, ModelLoss
-from minirso.runargs import parse_resumable
+from minirso import runargs
 from minirso.train import Trainer, write_metrics
 
 
@@ -108,7 +107,7 @@ def parse_args(argv=None):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", metavar="PATH", help="write the final metrics here as JSON")
     p.add_argument("--smoke", action="store_true", help="a few seconds for CI: 1,000 / 500 digits, 40 steps")
-    args = parse_resumable(p, argv, extend=("steps",), free=FREE)
+    args = runargs.parse_resumable(p, argv, extend=("steps",), free=FREE)
     if args.resume and not args.checkpoint:
         p.error("--resume needs --checkpoint PATH")
     if args.steps is None:  # the checkpoint stores the resolved numbers
@@ -157,12 +156,7 @@ def main(argv=None):
                       meta={"example": "amc_mnist", "args": vars(args)}, loss="mse")
     if args.resume and trainer.restore(args.checkpoint):
         print(f"resumed from {args.checkpoint} at step {opt.step_count:,}")
-    try:
-        trainer.fit()
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C / SIGTERM: the trainer saved, then raised
-        if trainer.stop_signal is None:
-            raise  # not the trainer's stop
-    stopped = trainer.stop_signal is not None
+    stopped = runargs.fit_until_stopped(trainer)  # Ctrl-C / SIGTERM: saved, then stopped
     for row in trainer.history["eval"]:
         print(f"  step {row['step']:7,d}: test accuracy {row['test_accuracy']:.4f}, test U {row['test_loss']:.4f}, "
               f"train U {row.get('train_loss', float('nan')):.4f}, acceptance {row['acceptance']:.3f}, "
@@ -187,18 +181,14 @@ def main(argv=None):
                   "data": ds.name,
                   "interrupted": stopped, "smoke": args.smoke}
         if stopped:
-            result.update(stop_signal=signal.Signals(trainer.stop_signal).name, resume=resume_command(args))
+            result.update(stop_signal=signal.Signals(trainer.stop_signal).name,
+                          resume=runargs.resume_command(args.checkpoint))
         print(f"wrote {write_metrics(args.json, result)}")
     if stopped:  # the shell's "stopped by a signal" (130 for Ctrl-C, 143 for SIGTERM): the run is unfinished
-        hint = f"continue with: {resume_command(args)}" if args.checkpoint else "nothing was saved (no --checkpoint)"
-        print(f"interrupted at {trainer.where()}; {hint}")
+        print(runargs.stop_message(trainer, args.checkpoint))
         return 128 + trainer.stop_signal
     return 0
 
-
-def resume_command(args):
-    """The shell command that continues this run (the checkpoint holds its arguments); None without --checkpoint."""
-    return shlex.join(["python", sys.argv[0], "--checkpoint", args.checkpoint, "--resume"]) if args.checkpoint else None
 
 
 if __name__ == "__main__":

@@ -47,7 +47,6 @@ times slower (small matrix products in a loop over time steps);
 """
 
 import argparse
-import shlex
 import signal
 import sys
 import time
@@ -58,7 +57,7 @@ import minirso
 from minirso.data import load_mnist_or_bundled
 from minirso.models import amc_rnn_classifier
 from minirso.optim import AMC, ModelLoss
-from minirso.runargs import parse_resumable
+from minirso import runargs
 from minirso.train import Trainer, write_metrics
 
 
@@ -113,7 +112,7 @@ def parse_args(argv=None):
     p.add_argument("--json", metavar="PATH", help="write the final metrics here as JSON")
     p.add_argument("--smoke", action="store_true",
                    help="a few seconds for CI: 7x7 images (49 steps), 200 / 100 sequences, batch 100, 20 steps")
-    args = parse_resumable(p, argv, extend=("steps",), free=FREE)
+    args = runargs.parse_resumable(p, argv, extend=("steps",), free=FREE)
     if args.resume and not args.checkpoint:
         p.error("--resume needs --checkpoint PATH")
     if args.smoke:
@@ -162,12 +161,7 @@ def main(argv=None):
                       eval_batch=500)
     if args.resume and trainer.restore(args.checkpoint):
         print(f"resumed from {args.checkpoint} at step {opt.step_count:,}")
-    try:
-        trainer.fit()
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C / SIGTERM: the trainer saved, then raised
-        if trainer.stop_signal is None:
-            raise  # not the trainer's stop
-    stopped = trainer.stop_signal is not None
+    stopped = runargs.fit_until_stopped(trainer)  # Ctrl-C / SIGTERM: saved, then stopped
     for row in trainer.history["eval"]:
         print(f"  step {row['step']:6,d}: held-out accuracy {row['test_accuracy']:.4f}, held-out U "
               f"{row['test_loss']:.4f}, acceptance {row['acceptance']:.3f}, sigma {row['sigma']:.2e}")
@@ -188,18 +182,14 @@ def main(argv=None):
                   "data": ds.name,
                   "seed": args.seed, "interrupted": stopped, "smoke": args.smoke}
         if stopped:
-            result.update(stop_signal=signal.Signals(trainer.stop_signal).name, resume=resume_command(args))
+            result.update(stop_signal=signal.Signals(trainer.stop_signal).name,
+                          resume=runargs.resume_command(args.checkpoint))
         print(f"wrote {write_metrics(args.json, result)}")
     if stopped:  # the shell's "stopped by a signal" (130 for Ctrl-C, 143 for SIGTERM): the run is unfinished
-        hint = f"continue with: {resume_command(args)}" if args.checkpoint else "nothing was saved (no --checkpoint)"
-        print(f"interrupted at {trainer.where()}; {hint}")
+        print(runargs.stop_message(trainer, args.checkpoint))
         return 128 + trainer.stop_signal
     return 0
 
-
-def resume_command(args):
-    """The shell command that continues this run (the checkpoint holds its arguments); None without --checkpoint."""
-    return shlex.join(["python", sys.argv[0], "--checkpoint", args.checkpoint, "--resume"]) if args.checkpoint else None
 
 
 if __name__ == "__main__":

@@ -57,7 +57,6 @@ from the stored run is an error naming it (exit status 2).  With
 """
 
 import argparse
-import shlex
 import signal
 import sys
 import time
@@ -69,7 +68,7 @@ from minirso.data import DataError, load_cifar10
 from minirso.models import rso_cifar
 from minirso.nn import AvgPool2d, BatchNorm2d, Conv2d, Dense, GlobalAvgPool2d, ReLU, Sequential
 from minirso.optim import RSO
-from minirso.runargs import parse_resumable
+from minirso import runargs
 from minirso.train import Trainer, write_metrics
 
 
@@ -133,7 +132,7 @@ def parse_args(argv=None):
     p.add_argument("--json", metavar="PATH", help="write the final metrics here as JSON")
     p.add_argument("--smoke", action="store_true",
                    help="seconds, for CI: 64 images (random if CIFAR-10 is absent), a 308-parameter net, 1 cycle")
-    args = parse_resumable(p, argv, extend=("cycles",), free=FREE)
+    args = runargs.parse_resumable(p, argv, extend=("cycles",), free=FREE)
     if args.resume and not args.checkpoint:
         p.error("--resume needs --checkpoint PATH")
     # what was not given: the (smoke) defaults; the checkpoint stores the resolved numbers
@@ -176,12 +175,7 @@ def main(argv=None):
                       meta={"example": "train_cifar10", "args": vars(args)}, loss="cross_entropy_mean")
     if args.resume and trainer.restore(args.checkpoint):
         print(f"resumed from {args.checkpoint} at {trainer.where()}")
-    try:
-        trainer.fit()
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C / SIGTERM: the trainer saved, then raised
-        if trainer.stop_signal is None:
-            raise  # not the trainer's stop
-    stopped = trainer.stop_signal is not None
+    stopped = runargs.fit_until_stopped(trainer)  # Ctrl-C / SIGTERM: saved, then stopped
     for row in trainer.history["eval"]:
         print(f"  cycle {row['cycle']:3d}: test accuracy {row['test_accuracy']:.4f}, test loss "
               f"{row['test_loss']:.4f}, acceptance {row['acceptance']:.3f}, {row['wall_time']:.0f} s")
@@ -201,18 +195,14 @@ def main(argv=None):
                   "test_samples": len(y_test),
                   "evaluator": args.evaluator, "interrupted": stopped, "smoke": args.smoke}
         if stopped:
-            result.update(stop_signal=signal.Signals(trainer.stop_signal).name, resume=resume_command(args))
+            result.update(stop_signal=signal.Signals(trainer.stop_signal).name,
+                          resume=runargs.resume_command(args.checkpoint))
         print(f"wrote {write_metrics(args.json, result)}")
     if stopped:  # the shell's "stopped by a signal" (130 for Ctrl-C, 143 for SIGTERM): the run is unfinished
-        hint = f"continue with: {resume_command(args)}" if args.checkpoint else "nothing was saved (no --checkpoint)"
-        print(f"interrupted at {trainer.where()}; {hint}")
+        print(runargs.stop_message(trainer, args.checkpoint))
         return 128 + trainer.stop_signal
     return 0
 
-
-def resume_command(args):
-    """The shell command that continues this run (the checkpoint holds its arguments); None without --checkpoint."""
-    return shlex.join(["python", sys.argv[0], "--checkpoint", args.checkpoint, "--resume"]) if args.checkpoint else None
 
 
 if __name__ == "__main__":

@@ -87,7 +87,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import signal
 import sys
 import time
@@ -95,7 +94,7 @@ import time
 import minirso
 from minirso import data, models
 from minirso.optim import RSO
-from minirso.runargs import parse_resumable
+from minirso import runargs
 from minirso.train import Trainer, write_metrics
 
 # measured on 2 CPU cores, bundled 8,000 / 2,000 split, seed 72: see the docstring
@@ -131,12 +130,8 @@ def parse_args(argv=None):
     p.add_argument("--json", help="write the final metrics to this JSON file")
     p.add_argument("--smoke", action="store_true", help="a few-second run on a small net and subset (CI)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return parse_resumable(p, argv, extend=("cycles",), free=FREE)
+    return runargs.parse_resumable(p, argv, extend=("cycles",), free=FREE)
 
-
-def resume_command(args) -> str:
-    """The shell command that continues this run: the checkpoint holds its arguments."""
-    return shlex.join(["python", sys.argv[0], "--checkpoint", args.checkpoint, "--resume"])
 
 
 def main(argv=None) -> int:
@@ -180,12 +175,7 @@ def main(argv=None) -> int:
         else:
             print(f"no checkpoint at {args.checkpoint}: starting afresh")
     start = time.perf_counter()
-    try:
-        trainer.fit()
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C / SIGTERM: the trainer saved, then raised
-        if trainer.stop_signal is None:
-            raise  # not the trainer's stop
-    stopped = trainer.stop_signal is not None
+    stopped = runargs.fit_until_stopped(trainer)  # Ctrl-C / SIGTERM: saved, then stopped
 
     # 4. report (an interrupted run: its last evaluation, if any; the exit status says it is unfinished)
     last = trainer.history["eval"][-1] if trainer.history["eval"] else {}
@@ -198,9 +188,8 @@ def main(argv=None) -> int:
                "data": ds.source, "checkpoint": args.checkpoint or None}
     if stopped:
         metrics["stop_signal"] = signal.Signals(trainer.stop_signal).name
-        metrics["resume"] = resume_command(args) if args.checkpoint else None
-        print(f"interrupted at {trainer.where()}; " + (f"continue with: {metrics['resume']}" if args.checkpoint
-                                                        else "nothing was saved (--checkpoint '')"))
+        metrics["resume"] = runargs.resume_command(args.checkpoint)
+        print(runargs.stop_message(trainer, args.checkpoint))
     else:
         print(f"held-out accuracy {100 * metrics['test_accuracy']:.2f}% on {len(y_test):,} images after "
               f"{cycles} cycle(s), {metrics['wall_time']:.0f} s of training")

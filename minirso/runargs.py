@@ -21,11 +21,12 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import shlex
 import sys
 
 from . import checkpoint as ckpt
 
-__all__ = ["parse_resumable", "given_flags", "stored_args"]
+__all__ = ["parse_resumable", "given_flags", "stored_args", "fit_until_stopped", "resume_command", "stop_message"]
 
 
 def given_flags(parser: argparse.ArgumentParser, argv) -> set:
@@ -94,3 +95,28 @@ def parse_resumable(parser: argparse.ArgumentParser, argv=None, *, checkpoint="c
                      + ". Leave these flags out to continue the stored run, or give another --checkpoint "
                        "to start a new one.")
     return args
+
+
+def fit_until_stopped(trainer) -> bool:
+    """``trainer.fit()``; True when Ctrl-C / SIGTERM stopped it (the trainer saved, then raised), else False.
+
+    A script then reports and exits with ``128 + trainer.stop_signal`` (130 / 143: a shell's "stopped by a
+    signal"); anything else raised in ``fit`` (a second Ctrl-C, an error) goes on up.
+    """
+    try:
+        trainer.fit()
+    except (KeyboardInterrupt, SystemExit):
+        if trainer.stop_signal is None:
+            raise  # not the trainer's own stop
+    return trainer.stop_signal is not None
+
+
+def resume_command(checkpoint) -> str | None:
+    """The shell command that continues this script's run from ``checkpoint`` (which holds its arguments)."""
+    return shlex.join(["python", sys.argv[0], "--checkpoint", checkpoint, "--resume"]) if checkpoint else None
+
+
+def stop_message(trainer, checkpoint) -> str:
+    """One line for a stopped run: where it stopped and the command that continues it."""
+    hint = f"continue with: {resume_command(checkpoint)}" if checkpoint else "nothing was saved (no --checkpoint)"
+    return f"interrupted at {trainer.where()}; {hint}"
