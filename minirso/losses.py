@@ -13,7 +13,7 @@ import numpy
 from .backend import get_array_module, to_numpy
 from .nn.functional import log_softmax
 
-__all__ = ["cross_entropy", "mse", "accuracy", "one_hot", "check_labels"]
+__all__ = ["cross_entropy", "mse", "accuracy", "one_hot", "check_labels", "LOSSES", "resolve_loss"]
 
 
 def _reduce(per_sample, reduction):
@@ -96,3 +96,34 @@ def accuracy(logits, labels) -> float:
     """Fraction of rows whose arg-max equals the label, as a Python float (a host sync on GPU)."""
     _check_labels(logits, labels, "accuracy")
     return float((logits.argmax(axis=1) == labels).mean())  # host sync
+
+
+# ---- the optimizers' losses by name ----------------------------------------------------------
+def _ce_sum64(logits, labels):
+    return cross_entropy(logits, labels, reduction="sum", dtype=numpy.float64)
+
+
+def _ce_mean64(logits, labels):
+    return cross_entropy(logits, labels, reduction="mean", dtype=numpy.float64)
+
+
+def _mse_targets(pred, y):
+    """MSE against one-hot rows for integer labels (aMC Fig. 1), against ``y`` itself otherwise."""
+    target = one_hot(y, pred.shape[1]) if y.dtype.kind in "iu" else y
+    return mse(pred, target.reshape(pred.shape).astype(pred.dtype, copy=False))
+
+
+LOSSES = {
+    "cross_entropy": _ce_sum64,        # the authors' RSO code: summed over the batch, in float64
+    "cross_entropy_mean": _ce_mean64,  # the same, averaged
+    "mse": _mse_targets,               # the aMC paper's mean-squared error
+}
+
+
+def resolve_loss(loss):
+    """``(name, fn)`` for a loss given by name (see ``LOSSES``) or as a callable ``fn(outputs, targets)``."""
+    if callable(loss):
+        return getattr(loss, "__name__", "custom"), loss
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)} or a callable(outputs, targets), got {loss!r}")
+    return loss, LOSSES[loss]

@@ -97,7 +97,7 @@ from .backend import get_array_module, to_numpy
 from .nn.activation import Softmax
 from .optim import AMC, RSO
 from .optim.base import check_int
-from .optim.evaluate import LOSSES, resolve_loss
+from .losses import LOSSES, resolve_loss
 
 __all__ = ["Trainer", "write_metrics"]
 

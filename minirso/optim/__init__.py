@@ -9,7 +9,8 @@ Read in this order: :mod:`.base` (hyperparameters vs. state), :mod:`.evaluate`
 from .amc import AMC, Metropolis
 from .base import Optimizer
 from .chains import AMCChains, ChainsLoss
-from .evaluate import CachedEvaluator, ModelLoss
+from .evaluate import CachedEvaluator
+from .model_loss import ModelLoss
 from .incremental import IncrementalEvaluator
 from .rso import RSO, sweep_groups
 

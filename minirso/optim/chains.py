@@ -41,7 +41,8 @@ from ..nn import functional as F
 from ..random import normal
 from .amc import AMC, STREAM_PROPOSAL
 from .base import Optimizer, check_int, check_positive, check_seed
-from .evaluate import check_class_labels, resolve_loss
+from ..losses import resolve_loss
+from .evaluate import check_class_labels
 
 __all__ = ["AMCChains", "ChainsLoss"]
 
