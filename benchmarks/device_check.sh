@@ -6,7 +6,7 @@
 # Needs CuPy and a CUDA build of PyTorch in the active Python (h5py, tqdm, pytest as for the tests);
 # minirso is taken from this checkout (PYTHONPATH), so no install is needed.  Writes, under OUTDIR:
 #   device.txt           GPU, CuPy / CUDA / torch versions
-#   test_gpu.txt         tests/test_gpu.py, test_kernels.py, test_nvrtc.py on CuPy (fused kernels vs plain code)
+#   test_gpu.txt         tests/test_gpu.py, tests/kernels, test_nvrtc.py on CuPy (fused kernels vs plain code)
 #   test_standin_vs_cupy.txt  tests/test_standin.py and test_standin_kernels.py against the real CuPy: every
 #                        behaviour the CPU stand-in (tests/standin) models, checked on the real thing (the
 #                        "cupy" cases); a failure there is a stand-in defect to fix in tests/standin
@@ -33,7 +33,7 @@ step() {  # step NAME COMMAND...: run, keep stdout + stderr in $out/NAME.txt, co
 step device python -c "import cupy, torch; p = cupy.cuda.runtime.getDeviceProperties(0); \
 print(p['name'].decode(), 'cupy', cupy.__version__, 'CUDA runtime', cupy.cuda.runtime.runtimeGetVersion(), \
 'torch', torch.__version__, 'torch CUDA', torch.cuda.is_available())"
-step test_gpu env MINIRSO_BACKEND=cupy python -m pytest -q -rs tests/test_gpu.py tests/test_kernels.py \
+step test_gpu env MINIRSO_BACKEND=cupy python -m pytest -q -rs tests/test_gpu.py tests/kernels \
     tests/test_nvrtc.py
 step test_standin_vs_cupy env MINIRSO_BACKEND=cupy python -m pytest -q -rs tests/test_standin.py \
     tests/test_standin_kernels.py

@@ -7,7 +7,7 @@
   network from that layer on a fresh mini-batch (three forward passes), summed cross-entropy in
   float64, keep the best.  ``cached=False``: every forward starts from the images.
 * :class:`TorchMLP` + :class:`TorchAMC` - the aMC paper's optimizer as the authors' PyTorch code
-  does it (sec. III; ``../shared/reference``): every parameter += N(mu, (lambda sigma)^2), one
+  does it (sec. III; their public aMC_optimizer.py): every parameter += N(mu, (lambda sigma)^2), one
   forward, accept if the loss did not increase (decided on the host), mu update, sigma decay after
   n_s consecutive rejections; optional signal norm (eq. 17-18) from the same forward pass.
 * :func:`rnn_loop` / :func:`torch_rnn` - a tanh RNN as a loop of one matrix product per time step,

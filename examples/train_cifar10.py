@@ -11,19 +11,21 @@ first: it draws Delta ~ N(0, sigma_layer), computes the loss of w, w + Delta
 and w - Delta on a fresh batch of 5,000 training images, and keeps the best.
 One cycle visits every weight (and BatchNorm gamma and beta) once.  The nets
 (``minirso.models.rso_cifar``; conv 3x3 without bias -> [2x2 average pool] ->
-BatchNorm, ReLU starting the next layer, global average pooling, a dense layer):
+BatchNorm, ReLU starting the next layer, global max pooling, a dense layer):
 
     --depth 3    conv(32) [pool] conv(32)                            10,528 parameters   paper: 56.30 %
     --depth 5    conv(16) conv(16) [pool] conv(32) [pool] conv(32)   17,072 parameters   paper: 68.48 %
     --depth 10   conv(16), then residual blocks <16> [pool]          57,104 parameters   paper: 81.80 %
                  <32> [pool] <32> <32> (the authors' ``--layers 9``)
 
-The defaults are the paper's and its authors' code's: 500 cycles, batches of
-5,000, sigma = the layer's Kaiming std sqrt(2 / fan_in) (0.167 for BatchNorm),
-annealed linearly to a tenth at the last cycle, weight decay 1e-4 (w *= 1 - wd
-before each weight's trial), cross-entropy summed over the batch in float64,
-seeds 420 (init) and 72 (sampling), BatchNorm epsilon 1e-3 (MXNet's), running
-statistics re-estimated from the first 2,000 training images before each test.
+The defaults are the paper's and its authors' code's (``recipe="authors"``, see
+``minirso.optim.RSO``): 500 cycles, batches of 5,000, sigma = the layer's Kaiming
+std sqrt(2 / fan_in) (0.167 for BatchNorm), annealed linearly by the code's
+factor 0.1 + 0.9 (E - c) / E, weight decay 1e-4 (w *= 1 - wd in float64 before
+each trial, BatchNorm gamma and beta included), cross-entropy summed over the
+batch in float64, seeds 420 (init) and 72 (sampling), global max pooling and
+BatchNorm epsilon 1e-3 (MXNet's), running statistics re-estimated from the
+first 2,000 training images before each layer-input cache and each test.
 Inputs: pixels / 255 minus the per-channel training mean, no augmentation.
 
 Cost.  This is a GPU job.  On 2 CPU cores (NumPy, OPENBLAS_NUM_THREADS=1)
@@ -66,7 +68,7 @@ import numpy as np
 import minirso
 from minirso.data import DataError, load_cifar10
 from minirso.models import rso_cifar
-from minirso.nn import AvgPool2d, BatchNorm2d, Conv2d, Dense, GlobalAvgPool2d, ReLU, Sequential
+from minirso.nn import AvgPool2d, BatchNorm2d, Conv2d, Dense, GlobalMaxPool2d, ReLU, Sequential
 from minirso.optim import RSO
 from minirso import runargs
 from minirso.train import Trainer, write_metrics
@@ -77,7 +79,7 @@ def smoke_net(seed):
     return Sequential([Conv2d(3, 4, 3, padding=1, bias=False, name="conv1"), AvgPool2d(2, name="pool1"),
                        BatchNorm2d(4, eps=1e-3, name="bn1"), ReLU(name="relu1"),
                        Conv2d(4, 4, 3, padding=1, bias=False, name="conv2"), BatchNorm2d(4, eps=1e-3, name="bn2"),
-                       GlobalAvgPool2d(name="gap"), Dense(4, 10, bias=False, name="fc")], seed=seed)
+                       GlobalMaxPool2d(name="gmp"), Dense(4, 10, bias=False, name="fc")], seed=seed)
 
 
 def load_data(args):
@@ -162,7 +164,7 @@ def main(argv=None):
 
     # 3. RSO: one weight at a time, a new batch of `batch` images per weight, 3 losses, keep the best.
     opt = RSO(net, x_train, y_train, cycles=args.cycles, batch_size=batch, weight_decay=args.weight_decay,
-              seed=args.seed, evaluator=args.evaluator)
+              seed=args.seed, recipe="authors", evaluator=args.evaluator)
     print(f"backend {minirso.backend_name()}; {'smoke net' if args.smoke else f'Depth-{args.depth}'}, "
           f"{net.num_params:,} parameters; {len(y_train):,} training / {len(y_test):,} test images; "
           f"{args.cycles} cycle(s) of {opt.total_trials_per_cycle:,} trials, batch {batch}", flush=True)

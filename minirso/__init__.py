@@ -4,8 +4,9 @@ Start with :mod:`minirso.backend` (NumPy or CuPy), :mod:`minirso.params`
 (the flat parameter buffer), :mod:`minirso.nn` (layers and the model), and
 :mod:`minirso.models` (the papers' networks).  ``import minirso`` also reaches
 :mod:`minirso.train` (the training loop), :mod:`minirso.checkpoint` (HDF5
-checkpoints) and :mod:`minirso.cli` (``minirso inspect``): they are imported on
-first use (``minirso.checkpoint.CheckpointError``), so that ``import minirso``
+checkpoints), :mod:`minirso.cli` (``minirso inspect``), :mod:`minirso.runargs`
+(the examples' resumable command lines) and :mod:`minirso.kernels` (fused GPU
+kernels): they are imported on first use (``minirso.checkpoint.CheckpointError``), so that ``import minirso``
 does not pay for h5py and tqdm.
 """
 
@@ -16,13 +17,13 @@ from .backend import asarray, backend_name, get_array_module, to_numpy, use_back
 
 __version__ = "0.1.0"
 
-# Submodules imported on first attribute access (PEP 562).  Lazy rather than eager for import time (h5py and
-# tqdm cost about 60 ms) and because minirso.train imports minirso.checkpoint, which imports minirso.cli inside a
-# function: importing them here eagerly would make the package's import order matter.
-_LAZY_SUBMODULES = ("checkpoint", "cli", "train")
+# Submodules imported on first attribute access (PEP 562), for import time: h5py and tqdm cost about 60 ms, and
+# the GPU kernels' glue is only needed on CuPy.
+_LAZY_SUBMODULES = ("checkpoint", "cli", "train", "runargs", "kernels")
 
 __all__ = ["backend", "random", "params", "nn", "losses", "models", "optim", "data", "checkpoint", "train", "cli",
-           "use_backend", "backend_name", "get_array_module", "asarray", "to_numpy", "__version__"]
+           "runargs", "kernels", "use_backend", "backend_name", "get_array_module", "asarray", "to_numpy",
+           "__version__"]
 
 
 def __getattr__(name):

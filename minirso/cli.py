@@ -12,6 +12,9 @@
 Exit codes: 0 success; 1 the checkpoint cannot be used (ONE line on stderr: the
 :class:`~minirso.checkpoint.CheckpointError` message, no traceback); 2 a usage error, or ``--plot``
 without matplotlib (the message says how to install it: :data:`PLOT_INSTALL_HINT`).
+
+The text ``minirso inspect`` prints is formatted here and only here (:func:`describe`); in Python,
+``print(minirso.cli.describe(minirso.checkpoint.load("run.h5")))`` shows the same.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import sys
 import warnings
 
 import numpy
+
+from . import checkpoint
 
 __all__ = ["main", "describe", "PLOT_INSTALL_HINT"]
 
@@ -80,8 +85,6 @@ def _version() -> str:
 
 
 def _inspect(args) -> int:
-    from . import checkpoint
-
     level = "data" if args.data_only else "all"
     try:
         if args.verify:
@@ -98,7 +101,8 @@ def _inspect(args) -> int:
 
 # ---- the text -----------------------------------------------------------------------------------
 def describe(ckpt) -> str:
-    """A checkpoint (what :func:`minirso.checkpoint.load` returns) as the text ``minirso inspect`` prints."""
+    """A checkpoint (what :func:`minirso.checkpoint.load` returns) as the text ``minirso inspect`` prints:
+    file and versions, layers with parameter counts, optimizer, history (last and best accuracy), meta."""
     parts = [_describe_file(ckpt), _describe_model(ckpt.model), _describe_optimizer(ckpt.optimizer),
              _describe_history(ckpt.history), _describe_meta(ckpt.meta)]
     return "\n\n".join(p for p in parts if p)

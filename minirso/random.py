@@ -19,13 +19,16 @@ generator behind cuRAND's and NumPy's ``Philox``).  Consequences:
 
 ``stream`` separates independent uses (initialisation, data order, proposals):
 see the ``STREAM_*`` constants.  Seeds and streams are unsigned 64-bit integers.
+
+This module is the reference and imports no GPU code.  On CuPy, :func:`minirso.kernels.normal` computes
+:func:`normal` in one launch (``minirso/kernels/philox.cuh``, with this module's constants); a caller that
+wants it tries it first and falls back to :func:`normal` here.
 """
 
 from __future__ import annotations
 
 import numpy
 
-from . import kernels
 from .backend import get_array_module, xp as _active_xp
 
 __all__ = ["philox4x32", "random_bits", "uniform", "integers", "normal", "STREAM_INIT"]
@@ -33,8 +36,9 @@ __all__ = ["philox4x32", "random_bits", "uniform", "integers", "normal", "STREAM
 # Streams used by the library itself; optimizers and data loaders take their own.
 STREAM_INIT = 1  # parameter initialisation
 
-_M0, _M1 = 0xD2511F53, 0xCD9E8D57  # Philox multipliers (Salmon et al. 2011, Table 2)
-_W0, _W1 = 0x9E3779B9, 0xBB67AE85  # Weyl key increments (golden ratio, sqrt(3) - 1)
+# The Philox constants; minirso/kernels/philox.cuh spells the same (tests/kernels/test_philox.py checks it).
+PHILOX_M0, PHILOX_M1 = 0xD2511F53, 0xCD9E8D57  # multipliers (Salmon et al. 2011, Table 2)
+PHILOX_W0, PHILOX_W1 = 0x9E3779B9, 0xBB67AE85  # Weyl key increments (golden ratio, sqrt(3) - 1)
 _MASK32 = 0xFFFFFFFF
 _U64 = (1 << 64) - 1
 
@@ -57,12 +61,12 @@ def philox4x32(c0, c1, c2, c3, k0: int, k1: int, rounds: int = 10):
     u32, u64 = xp.uint32, xp.uint64
     c0, c1, c2, c3 = (xp.asarray(c, dtype=u32) for c in (c0, c1, c2, c3))
     for _ in range(rounds):
-        p0 = c0.astype(u64) * u64(_M0)  # 32x32 -> 64-bit product, exact in uint64
-        p1 = c2.astype(u64) * u64(_M1)
+        p0 = c0.astype(u64) * u64(PHILOX_M0)  # 32x32 -> 64-bit product, exact in uint64
+        p1 = c2.astype(u64) * u64(PHILOX_M1)
         hi0, lo0 = (p0 >> u64(32)).astype(u32), (p0 & u64(_MASK32)).astype(u32)
         hi1, lo1 = (p1 >> u64(32)).astype(u32), (p1 & u64(_MASK32)).astype(u32)
         c0, c1, c2, c3 = hi1 ^ c1 ^ u32(k0), lo1, hi0 ^ c3 ^ u32(k1), lo0
-        k0, k1 = (k0 + _W0) & _MASK32, (k1 + _W1) & _MASK32
+        k0, k1 = (k0 + PHILOX_W0) & _MASK32, (k1 + PHILOX_W1) & _MASK32
     return c0, c1, c2, c3
 
 
@@ -130,11 +134,6 @@ def normal(seed: int, stream: int, offset: int, n: int, xp=None, dtype=numpy.flo
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     _check_u64("offset", offset)
-    if kernels.enabled(xp):  # GPU: the same arithmetic in one fused kernel (minirso.kernels)
-        _check_words(2 * offset, 2 * n)  # the words the plain path reads, with its errors
-        z = kernels.normal(_check_u64("seed", seed), _check_u64("stream", stream), offset, n, xp, dtype)
-        if z is not None:
-            return z
     u = uniform(seed, stream, 2 * offset, 2 * n, xp).reshape(n, 2)  # (n, 2)
     z = xp.sqrt(-2.0 * xp.log(u[:, 0])) * xp.cos(2.0 * numpy.pi * u[:, 1])
     return z.astype(dtype, copy=False)

@@ -44,7 +44,7 @@ boundary.  So a restored run starts with the next step and meets exactly the bou
 uninterrupted run meets: no evaluation runs twice, none is skipped.  Evaluation reads the parameters,
 never the optimizer; it re-estimates BatchNorm running statistics, which training mode never reads
 (:mod:`minirso.nn.norm`), so it cannot change the trajectory.  Random numbers are functions of
-counters in the optimizer state (DESIGN.md).  Hence on NumPy the params, optimizer state and history
+counters in the optimizer state (docs/design.md).  Hence on NumPy the params, optimizer state and history
 of a resumed run equal an uninterrupted run's bit for bit, except ``wall_time`` (seconds in ``fit()``,
 summed across resumes).  A damaged newest checkpoint: ``restore`` warns and loads the previous one
 (``path + ".prev"``), and the run repeats some work.

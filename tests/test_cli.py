@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 
+import h5py
 import numpy as np
 import pytest
 
@@ -61,7 +62,57 @@ def test_inspect_prints_versions_layers_optimizer_and_history(amc_run, capsys):
     assert re.search(r"^\s+test_accuracy\s+last 0.625\s+best 0.75$", out, re.M)
     assert re.search(r"^\s+train_accuracy\s+last 0.85\s+best 0.85$", out, re.M)
     assert re.search(r"^\s+loss\s+3 values, last 2.25$", out, re.M)
-    assert out.strip() == checkpoint.summary(amc_run).strip()
+
+
+def test_describe_shows_what_was_written_by_hand(tmp_path, capsys):
+    """The whole text for a checkpoint whose every value is known: the expected text is written out here by
+    hand, and the file's own rows (size, creation time, versions) are read from the file with plain h5py."""
+    path = tmp_path / "hand.h5"
+    state = {"type": "AMC", "hyperparameters": {"sigma0": 0.01, "n_s": 2, "seed": 1},
+             "state": {"step_count": 3, "sigma": 0.125, "mu": np.array([-1.5, 0.0, 2.25], np.float32),
+                       "losses": [3.0, 2.5]}}
+    history = {"eval": [{"cycle": 0, "test_accuracy": 0.5, "train_loss": 2.0},
+                        {"cycle": 1, "test_accuracy": 0.75, "train_loss": 1.5},
+                        {"cycle": 2, "test_accuracy": 0.625, "train_loss": float("nan")}],
+               "loss": [3.0, 2.5, 2.25]}
+    checkpoint.save(path, models.mlp([3, 2], seed=1), state, history, meta={"cycle": 2, "note": "by hand"})
+    with h5py.File(path, "r") as f:
+        a = {k: v.decode() if isinstance(v, bytes) else v for k, v in f.attrs.items()}
+    size = path.stat().st_size
+    expected = f"""\
+file       {path} ({size} bytes)
+format     minirso-checkpoint version 1
+created    {a["created"]}
+versions   minirso {a["minirso_version"]}, numpy {a["numpy_version"]}, cupy {a["cupy_version"]}, \
+h5py {a["h5py_version"]} (HDF5 {a["hdf5_version"]}), Python {a["python_version"]}
+backend    {a["backend"]} (model seed 1)
+
+model: 8 parameters
+  layer                    type             parameters
+  fc1                      Dense                     8
+  total                                              8
+
+optimizer: AMC
+  hyperparameters:
+    sigma0                 0.01
+    n_s                    2
+    seed                   1
+  state:
+    step_count             3
+    sigma                  0.125
+    mu                     float32 array (3,), min -1.5 max 2.25
+    losses                 2 values, last 2.5
+
+history:
+  eval                   table, 3 rows, last cycle 2
+      test_accuracy          last 0.625  best 0.75
+  loss                   3 values, last 2.25
+
+meta:
+  cycle                  2
+  note                   'by hand'"""
+    assert cli.describe(checkpoint.load(path)) == expected
+    assert run_main(["inspect", str(path)], capsys) == (0, expected + "\n", "")
 
 
 def test_inspect_rso_state_and_residual_layers(tmp_path, capsys):

@@ -165,7 +165,7 @@ def test_train_cifar10(tmp_path):
     finite(r, "test_accuracy", "test_loss")
     check_accuracy(r)
     assert r["cycles"] == 1 and r["trials"] == r["num_params"] == 308
-    check_inspect(ck, ["conv1", "pool1", "bn1", "relu1", "conv2", "bn2", "gap", "fc"], 308)
+    check_inspect(ck, ["conv1", "pool1", "bn1", "relu1", "conv2", "bn2", "gmp", "fc"], 308)
 
 
 def test_train_cifar10_without_data_fails_clearly(tmp_path):
@@ -187,7 +187,7 @@ def test_train_mnist(tmp_path):
     check_accuracy(r)
     assert r["cycles"] == 1 and r["num_params"] == 844 and r["trials_per_batch"] == 4
     assert r["train_samples"] == 256 and r["test_samples"] == 200
-    check_inspect(ck, ["conv1", "bn1", "conv6", "bn6", "gap", "fc"], 844)
+    check_inspect(ck, ["conv1", "bn1", "conv6", "bn6", "gmp", "fc"], 844)
     again = run_example("train_mnist", tmp_path, "--checkpoint", ck, "--no-progress", "--resume")
     assert again["test_accuracy"] == r["test_accuracy"]
 

@@ -1,7 +1,7 @@
 """Tests for minirso.models: the papers' networks.
 
 Truth comes from outside the library: parameter counts written out by hand from
-the RSO paper (sec. 4.1, Table 3), the authors' code (../shared/reference/README.md)
+the RSO paper (sec. 4.1, Table 3), the authors' code (train.py, github rohun-tripathi/RSO-gradient-free)
 and the aMC paper (Fig. 1: 13,002 parameters; sec. II E; sec. II D); forward
 passes re-implemented here with torch.nn.functional from the layers' weights;
 initialisation checked statistically.  Inputs are made on the active backend
@@ -19,11 +19,13 @@ import torch.nn.functional as TF
 import minirso
 from minirso import models
 from minirso.nn import (
-    GRU, RNN, AvgPool2d, BatchNorm2d, Conv2d, Dense, GlobalAvgPool2d, LayerNorm, ReLU, Residual, Sequential,
+    GRU, RNN, AvgPool2d, BatchNorm2d, Conv2d, Dense, GlobalAvgPool2d, GlobalMaxPool2d, LayerNorm, ReLU, Residual,
+    Sequential,
     Softmax, Tanh,
 )
 
-EPS = 1e-5  # BatchNorm / LayerNorm epsilon (PyTorch's default; minirso's default)
+EPS = 1e-5  # LayerNorm epsilon (PyTorch's default; minirso's default)
+BN_EPS = 1e-3  # the RSO nets' BatchNorm epsilon (MXNet's nd.BatchNorm default, the authors' code)
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -54,7 +56,12 @@ def t(a):
 
 def bn_train(h, w, name):
     """BatchNorm with the current batch's statistics (biased variance), as the authors' code does in training."""
-    return TF.batch_norm(h, None, None, t(w[f"{name}.gamma"]), t(w[f"{name}.beta"]), training=True, eps=EPS)
+    return TF.batch_norm(h, None, None, t(w[f"{name}.gamma"]), t(w[f"{name}.beta"]), training=True, eps=BN_EPS)
+
+
+def global_pool(h, pool):
+    """MXNet's ``Pooling(global_pool=True)`` defaults to max (the authors' l.451); "avg" the option."""
+    return TF.adaptive_max_pool2d(h, 1).flatten(1) if pool == "max" else h.mean(dim=(2, 3))
 
 
 def images(xp, rng, n, c, hw):
@@ -68,18 +75,21 @@ def assert_close(got, want, rtol=2e-4, atol=2e-4):
 
 # ---- independent forwards (reference README / RSO paper, written without minirso) -----------------
 
-def torch_rso_mnist(w, x):
+def torch_rso_mnist(w, x, pool="max", recipe="authors"):
     """6 x [ReLU (not before the first)] conv3x3 pad 1 no bias -> [avg pool 2 after conv 2, 4] -> BN;
-    global average pool WITHOUT ReLU; FC 16 -> 10 without bias."""
+    global max pool WITHOUT ReLU; FC 16 -> 10 without bias.  recipe "paper" (sec. 4.1's text): "every
+    second convolution layer is followed by a 2 x 2 average pool" (2, 4, 6) and a ReLU after every BN."""
     h = t(x)
     for i in range(1, 7):
         if i > 1:
             h = TF.relu(h)
         h = TF.conv2d(h, t(w[f"conv{i}.weight"]), padding=1)
-        if i in (2, 4):
+        if i in ((2, 4) if recipe == "authors" else (2, 4, 6)):
             h = TF.avg_pool2d(h, 2)
         h = bn_train(h, w, f"bn{i}")
-    return h.mean(dim=(2, 3)) @ t(w["fc.weight"]).T
+    if recipe == "paper":
+        h = TF.relu(h)
+    return global_pool(h, pool) @ t(w["fc.weight"]).T
 
 
 # Depth-10, written like the authors' loop over 9 conv layers (0-based): filters 16,16,16,32,...;
@@ -94,7 +104,7 @@ CIFAR10_SKIP = {2: 0, 4: 2, 6: 4, 8: 6}
 CIFAR10_PROJ = {4: ("res4.proj", "res4.proj_bn")}
 
 
-def torch_rso_cifar10(w, x, skips=True):
+def torch_rso_cifar10(w, x, skips=True, pool="max"):
     outs, h = [], t(x)
     for q in range(9):
         inp = h if q == 0 else TF.relu(outs[q - 1])  # ReLU at the start of the next layer
@@ -108,10 +118,10 @@ def torch_rso_cifar10(w, x, skips=True):
         if q in CIFAR10_POOL:
             y = TF.avg_pool2d(y, 2)
         outs.append(bn_train(y, w, CIFAR10_BN[q]))
-    return outs[-1].mean(dim=(2, 3)) @ t(w["fc.weight"]).T
+    return global_pool(outs[-1], pool) @ t(w["fc.weight"]).T
 
 
-def torch_plain_cnn(w, x, n_conv, pool_after):
+def torch_plain_cnn(w, x, n_conv, pool_after, pool="max"):
     """Plain RSO net: conv{i} -> [pool] -> bn{i}, ReLU at the start of the next layer, GAP, FC no bias."""
     h = t(x)
     for i in range(1, n_conv + 1):
@@ -121,7 +131,7 @@ def torch_plain_cnn(w, x, n_conv, pool_after):
         if i in pool_after:
             h = TF.avg_pool2d(h, 2)
         h = bn_train(h, w, f"bn{i}")
-    return h.mean(dim=(2, 3)) @ t(w["fc.weight"]).T
+    return global_pool(h, pool) @ t(w["fc.weight"]).T
 
 
 def torch_mlp(w, x, n_layers, activation, layer_norm, output):
@@ -217,13 +227,22 @@ MNIST_LAYERS = [
     ("relu3", ReLU), ("conv4", Conv2d), ("pool4", AvgPool2d), ("bn4", BatchNorm2d),
     ("relu4", ReLU), ("conv5", Conv2d), ("bn5", BatchNorm2d),
     ("relu5", ReLU), ("conv6", Conv2d), ("bn6", BatchNorm2d),
-    ("gap", GlobalAvgPool2d), ("fc", Dense),  # no ReLU between bn6 and the global pool
+    ("gmp", GlobalMaxPool2d), ("fc", Dense),  # no ReLU between bn6 and the global (max) pool
 ]
 
 
 def test_rso_mnist_layer_order():
     model = models.rso_mnist()
     assert [(l.name, type(l)) for l in model.layers] == MNIST_LAYERS
+    avg = models.rso_mnist(global_pool="avg")
+    assert [(l.name, type(l)) for l in avg.layers] == MNIST_LAYERS[:-2] + [("gap", GlobalAvgPool2d), ("fc", Dense)]
+    paper = models.rso_mnist(recipe="paper")  # sec. 4.1: a pool after conv 6 too, and a ReLU after bn6
+    assert [(l.name, type(l)) for l in paper.layers] == (MNIST_LAYERS[:-3] + [("pool6", AvgPool2d)]
+                                                         + MNIST_LAYERS[-3:-2] + [("relu6", ReLU)] + MNIST_LAYERS[-2:])
+    with pytest.raises(ValueError, match="global_pool must be 'max'"):
+        models.rso_mnist(global_pool="mean")
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        models.rso_cifar(recipe="code")
     for layer in model.layers:
         if isinstance(layer, Conv2d):
             assert (layer.kernel_size, layer.padding, layer.stride, layer.use_bias) == ((3, 3), (1, 1), (1, 1), False)
@@ -243,25 +262,30 @@ def test_rso_mnist_spatial_sizes(xp, rng):
     names = [l.name for l in model.layers]
     want = {"conv1": (3, 16, 28, 28), "conv2": (3, 16, 28, 28), "pool2": (3, 16, 14, 14), "conv3": (3, 16, 14, 14),
             "conv4": (3, 16, 14, 14), "pool4": (3, 16, 7, 7), "bn4": (3, 16, 7, 7), "conv6": (3, 16, 7, 7),
-            "bn6": (3, 16, 7, 7), "gap": (3, 16), "fc": (3, 10)}
+            "bn6": (3, 16, 7, 7), "gmp": (3, 16), "fc": (3, 10)}
     for name, shape in want.items():
         k = names.index(name) + 1  # forward(x, stop=k) is the OUTPUT of layer k - 1
         assert tuple(model.forward(x, stop=k).shape) == shape, name
     assert tuple(model(x).shape) == (3, 10)
 
 
-def test_rso_mnist_forward_matches_independent_torch(xp, rng):
-    model = models.rso_mnist(seed=3)
+@pytest.mark.parametrize("pool, recipe", [("max", "authors"), ("avg", "authors"), ("max", "paper")])
+def test_rso_mnist_forward_matches_independent_torch(xp, rng, pool, recipe):
+    model = models.rso_mnist(seed=3, global_pool=pool, recipe=recipe)
     randomize_norms(model, rng)
     x = images(xp, rng, 6, 1, 28)
-    want = torch_rso_mnist(weights(model), _np(x))
+    want = torch_rso_mnist(weights(model), _np(x), pool, recipe)
     got = model(x)
     assert got.dtype == np.float32
     assert_close(got, want)
-    # sensitivity: a ReLU before the global pool (a plausible misreading of the paper) changes the output
+    # sensitivity: the other pool changes the output, and so does a ReLU before an average pool (before a max
+    # of 49 normalised values it rarely does: the maximum is almost always positive)
     w = weights(model)
-    h = t(_np(model.forward(x, stop=[l.name for l in model.layers].index("gap"))))
-    assert not np.allclose((TF.relu(h).mean(dim=(2, 3)) @ t(w["fc.weight"]).T).numpy(), _np(got), atol=1e-3)
+    other = torch_rso_mnist(w, _np(x), "avg" if pool == "max" else "max", recipe)
+    assert not np.allclose(other.numpy(), _np(got), atol=1e-3)
+    if recipe == "authors" and pool == "avg":
+        h = t(_np(model.forward(x, stop=len(model.layers) - 2)))
+        assert not np.allclose((global_pool(TF.relu(h), pool) @ t(w["fc.weight"]).T).numpy(), _np(got), atol=1e-3)
 
 
 # ---- rso_cifar structure ------------------------------------------------------------------------
@@ -291,7 +315,7 @@ def test_rso_cifar10_spatial_sizes(xp, rng):
     names = [l.name for l in model.layers]
     want = {"bn1": (2, 16, 32, 32), "res2": (2, 16, 32, 32), "pool3": (2, 16, 16, 16), "res4": (2, 32, 16, 16),
             "pool5": (2, 32, 8, 8), "bn5": (2, 32, 8, 8), "res6": (2, 32, 8, 8), "bn9": (2, 32, 8, 8),
-            "gap": (2, 32), "fc": (2, 10)}
+            "gmp": (2, 32), "fc": (2, 10)}
     for name, shape in want.items():
         assert tuple(model.forward(x, stop=names.index(name) + 1).shape) == shape, name
     # one projection shortcut only (16 -> 32), with its own BatchNorm
@@ -583,6 +607,8 @@ def test_architecture_json_round_trip(xp, rng, name, init):
 
 
 def test_rso_builders_take_the_batchnorm_epsilon():
-    for m in (models.rso_mnist(bn_eps=1e-3), models.rso_cifar(10, bn_eps=1e-3)):
+    """Default 1e-3, MXNet's nd.BatchNorm default (the authors' code); any other on request."""
+    for m, want in ((models.rso_mnist(), 1e-3), (models.rso_cifar(10), 1e-3), (models.rso_mnist(bn_eps=1e-5), 1e-5),
+                    (models.rso_cifar(5, bn_eps=1e-5), 1e-5)):
         eps = {l.eps for _, l, _ in m.named_layers() if isinstance(l, BatchNorm2d)}
-        assert eps == {1e-3}
+        assert eps == {want}

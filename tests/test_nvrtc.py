@@ -1,4 +1,5 @@
-"""Every fused kernel of minirso.kernels compiled by NVIDIA's own compiler, NVRTC, which needs no GPU or driver.
+"""Every fused kernel of minirso.kernels (its .cu files, and the elementwise kernels over philox.cuh) compiled by
+NVIDIA's own compiler, NVRTC, which needs no GPU or driver.
 
 CI installs it (``pip install -e ".[nvrtc]"``: nvidia-cuda-nvrtc-cu12 and cuda-bindings, about 250 MB) and sets
 ``MINIRSO_REQUIRE_NVRTC=1``, so there a missing compiler fails; elsewhere the module skips with that reason.
@@ -13,6 +14,7 @@ block's registers must fit one SM's register file: 65,536 32-bit registers, allo
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import re
 
@@ -104,10 +106,10 @@ public:
 
 
 def cupy_elementwise_source(name: str, ndim: int, bindings: dict, array_params: set) -> str:
-    """The CUDA source CuPy builds for kernel ``name`` of minirso.kernels._PARAMS, called with the arrays in
+    """The CUDA source CuPy builds for kernel ``name`` of minirso.kernels.ELEMENTWISE, called with the arrays in
     ``array_params`` (``ndim``-dimensional after CuPy's reduce_dims; 1: all contiguous) and the placeholder
     ``bindings`` ({"T": "float", ...}); the other inputs are scalars."""
-    in_params, out_params, operation = kernels._PARAMS[name]
+    in_params, out_params, operation, preamble = kernels.ELEMENTWISE[name]
     types = {"uint64": "unsigned long long", "int64": "long long", "float64": "double", "float32": "float"}
     contiguous = int(ndim == 1)
     params, refs = [], []
@@ -124,7 +126,7 @@ def cupy_elementwise_source(name: str, ndim: int, bindings: dict, array_params: 
                 params.append(f"const {bindings.get(ct, ct)} {n}")
     typedefs = "".join(f"typedef {c} {k};\n" for k, c in sorted(bindings.items()))
     body = "\n".join(refs + [operation])
-    return (f"{CUPY_ELEMENTWISE}\n{typedefs}\n{kernels.PHILOX_SOURCE}\n"
+    return (f"{CUPY_ELEMENTWISE}\n{typedefs}\n{preamble}\n"
             f'extern "C" __global__ void minirso_{name}({", ".join(params)}, CIndexer<{ndim}, 1> _ind) {{\n'
             f"  ;\n  #pragma unroll 1\n  CUPY_FOR(i, _ind.size()) {{\n    _ind.set(i);\n{body};\n  }}\n  ;\n}}\n")
 
@@ -183,6 +185,14 @@ ELEMENTWISE = [("proposal", 1, {"T": "float", "S": "float"}, {"mu", "scale"}),
                ("move_scalar", 1, {"T": "float"}, {"mu"}),
                ("mu_update", 1, {"T": "float"}, {"eps"})]
 CUPY_BLOCK = 128  # ElementwiseKernel.__call__: block_size defaults to 128 (_kernel.pyx)
+
+
+def test_every_kernel_of_the_package_is_compiled_here():
+    """Each .cu file the package ships is one raw kernel in RAW, each elementwise kernel is in ELEMENTWISE:
+    a new kernel cannot be left out of the NVRTC check."""
+    files = [f.name for f in importlib.resources.files("minirso.kernels").iterdir() if f.name.endswith(".cu")]
+    assert sorted(f"minirso_{f.removesuffix('.cu')}" for f in files) == sorted(r[0] for r in RAW)
+    assert {e[0] for e in ELEMENTWISE} == set(kernels.ELEMENTWISE)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

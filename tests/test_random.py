@@ -289,3 +289,22 @@ def test_integers_are_floor_of_scaled_uniforms_and_in_range(xp):
     np.testing.assert_array_equal(got, np.floor(u * 7).astype(np.int64))
     assert got.min() == 0 and got.max() == 6
     assert np.abs(np.bincount(got, minlength=7) / 4000 - 1 / 7).max() < 0.03
+
+
+def test_the_reference_generator_imports_no_gpu_code():
+    """minirso.random is the plain reference: it imports NumPy and the backend only, never minirso.kernels
+    (whose philox.cuh repeats its constants; tests/kernels/test_philox.py checks the two agree)."""
+    import ast
+
+    import minirso.random
+
+    tree = ast.parse(open(minirso.random.__file__, encoding="utf-8").read())
+    absolute, relative = set(), set()  # "numpy"; "backend" for ``from .backend import ...``
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            absolute |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            absolute.add(node.module)
+        elif isinstance(node, ast.ImportFrom):  # ``from . import x`` imports module x; ``from .m import f``, m
+            relative |= {node.module} if node.module else {a.name for a in node.names}
+    assert absolute <= {"__future__", "numpy"} and relative == {"backend"}, (absolute, relative)

@@ -12,6 +12,13 @@ weights adds, for each of its neurons j, the data sum of
 
 and the number of evaluations, so that after any number of (chunked) forward
 passes ``lambda_j = (sum q_j / count)^(-1/2)`` is eq. (17) exactly.
+
+Layer types: every subclass registers itself in :data:`LAYER_TYPES` under its qualified name,
+``module.QualName`` (:func:`type_name`, e.g. ``"minirso.nn.dense.Dense"``), which is the ``"type"`` that
+:meth:`Layer.to_dict` writes into a model's architecture (and so into checkpoints).  Qualified, so that a
+user's own ``class Dense(Layer)`` registers beside minirso's ``Dense`` instead of replacing it when a
+checkpoint is rebuilt.  Bare names such as ``"Dense"``, which checkpoints written by earlier minirso
+versions hold, still load as minirso's layers (:func:`layer_type`).
 """
 
 from __future__ import annotations
@@ -20,11 +27,44 @@ import numpy
 
 from ..backend import get_array_module
 
-__all__ = ["Layer", "LAYER_TYPES"]
+__all__ = ["Layer", "LAYER_TYPES", "type_name", "layer_type"]
 
 _FLOAT_INPUTS = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float16))
 
-LAYER_TYPES = {}  # class name -> class, filled by Layer.__init_subclass__; rebuilds layers from their dicts
+LAYER_TYPES = {}  # "module.QualName" -> class, filled by Layer.__init_subclass__; rebuilds layers from their dicts
+
+
+def type_name(cls) -> str:
+    """The registry key of a layer class, its qualified name: ``"minirso.nn.dense.Dense"``."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def layer_type(name: str) -> type:
+    """The layer class registered under ``name`` (see :func:`type_name`); ValueError if there is none.
+
+    Two kinds of names that are not keys still find minirso's own layers, so that saved architectures
+    keep loading: a bare class name such as ``"Dense"`` (what earlier minirso versions wrote) means
+    minirso's layer of that name, or else the one registered layer of that name from any module; and
+    ``"minirso.<module>.Dense"`` for a module that no longer holds it means minirso's ``Dense``, wherever
+    it lives now.  A user's qualified name is never read as one of minirso's layers.
+    """
+    if name in LAYER_TYPES:
+        return LAYER_TYPES[name]
+    module, _, bare = str(name).rpartition(".")
+    same_name = [cls for cls in LAYER_TYPES.values() if cls.__name__ == bare]
+    ours = [cls for cls in same_name if type_name(cls).startswith("minirso.")]
+    if not module:
+        candidates = ours or same_name
+    elif module == "minirso" or module.startswith("minirso."):
+        candidates = ours
+    else:
+        candidates = []
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        raise ValueError(f"layer type {name!r} is ambiguous: {sorted(type_name(c) for c in candidates)} all have "
+                         "that class name; write the qualified name")
+    raise ValueError(f"unknown layer type {name!r}; known: {sorted(LAYER_TYPES)}")
 
 
 class Layer:
@@ -35,7 +75,7 @@ class Layer:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if not cls.__name__.startswith("_"):
-            LAYER_TYPES[cls.__name__] = cls
+            LAYER_TYPES[type_name(cls)] = cls  # (a class defined again under the same name replaces its old self)
 
     def __init__(self, name: str | None = None):
         self.name = name  # the model fills in a default; it prefixes this layer's parameter names
@@ -59,15 +99,12 @@ class Layer:
 
     def to_dict(self) -> dict:
         """``{"type", "name", "config"}``: JSON-able, and :meth:`from_dict` rebuilds the layer."""
-        return {"type": type(self).__name__, "name": self.name, "config": self.config()}
+        return {"type": type_name(type(self)), "name": self.name, "config": self.config()}
 
     @staticmethod
     def from_dict(d: dict) -> "Layer":
         """Rebuild a layer from :meth:`to_dict` output (parameters are bound later by the model)."""
-        try:
-            cls = LAYER_TYPES[d["type"]]
-        except KeyError:
-            raise ValueError(f"unknown layer type {d.get('type')!r}; known: {sorted(LAYER_TYPES)}") from None
+        cls = layer_type(d.get("type"))
         return cls._from_config(dict(d.get("config", {})), d.get("name"))
 
     @classmethod

@@ -1,11 +1,11 @@
-"""Pooling layers (no parameters): AvgPool2d, MaxPool2d, GlobalAvgPool2d."""
+"""Pooling layers (no parameters): AvgPool2d, MaxPool2d, GlobalAvgPool2d, GlobalMaxPool2d."""
 
 from __future__ import annotations
 
 from . import functional as F
 from .layer import Layer
 
-__all__ = ["AvgPool2d", "MaxPool2d", "GlobalAvgPool2d"]
+__all__ = ["AvgPool2d", "MaxPool2d", "GlobalAvgPool2d", "GlobalMaxPool2d"]
 
 
 class _Pool2d(Layer):
@@ -50,3 +50,15 @@ class GlobalAvgPool2d(Layer):
     def forward(self, x):
         x = self._check(x, 4, "(N, C, H, W)")
         return x.mean(axis=(2, 3))
+
+
+class GlobalMaxPool2d(Layer):
+    """Maximum over all spatial positions: (N, C, H, W) -> (N, C).
+
+    The RSO authors' global pooling: MXNet's ``nd.Pooling(global_pool=True)`` defaults to
+    ``pool_type="max"``.  Channel-local, like every pooling here: output channel c reads input channel c only.
+    """
+
+    def forward(self, x):
+        x = self._check(x, 4, "(N, C, H, W)")
+        return x.max(axis=(2, 3))

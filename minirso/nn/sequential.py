@@ -185,9 +185,9 @@ class Sequential:
 
         ``x`` is the input of layer ``start`` (default: the network input).
         Peak memory: the result plus one chunk's activations.  In training mode
-        BatchNorm normalises each chunk with that chunk's statistics (as the
-        authors' RSO code, which caches in batches of 2,000), so cached values
-        depend on the chunking; in eval mode they do not.  ``dtype`` (e.g.
+        BatchNorm normalises each chunk with that chunk's statistics, so cached
+        values depend on the chunking; in eval mode (running statistics: how
+        RSO caches, as the authors' code) they do not.  ``dtype`` (e.g.
         float16) stores the result in a smaller type.
         """
         if not (start <= layer <= len(self.layers)):

@@ -6,7 +6,7 @@ Like a PyTorch optimizer or an optax transformation, an optimizer here keeps
 * ``state`` - what changes as it runs (sigma, mu, counters, the position inside a cycle).
 
 Randomness is not hidden state: every draw is a pure function of
-``(seed, stream, counter)`` (:mod:`minirso.random`, DESIGN.md), and the
+``(seed, stream, counter)`` (:mod:`minirso.random`, docs/design.md), and the
 counters are part of ``state``.  So ``state_dict()`` is a few integers and
 arrays, and ``load_state_dict`` on a freshly built optimizer continues the run
 on exactly the trajectory an uninterrupted run follows.

@@ -37,8 +37,10 @@ class CachedEvaluator:
     """RSO's plain evaluator: one ``forward(start=layer)`` per candidate, from cached layer inputs.
 
     ``prepare(layer, x, y)`` caches the input of ``model.layers[layer]`` for the
-    whole pool ``x`` (chunks of ``chunk_size``, training mode: as the authors'
-    code, BatchNorm normalises each chunk with its own statistics).  When the
+    whole pool ``x`` (chunks of ``chunk_size``) in the model's current mode: RSO
+    puts the model in eval mode with freshly set running statistics, as the
+    authors' code caches (so BatchNorm normalises every row alike and the chunking
+    does not matter); in training mode each chunk would use its own statistics.  When the
     previous cache was for an earlier layer p <= layer, the new one continues
     from it (RSO guarantees that layers < p have not changed since); the result is bit-identical
     to computing it from ``x``, so a resumed run rebuilds the same cache.

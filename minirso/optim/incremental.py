@@ -110,15 +110,15 @@ class IncrementalEvaluator(CachedEvaluator):
             return super().losses(sl, candidates, rows)
         params = self.model.params
         rows_h = to_numpy(rows)  # host sync (tiny): the key that tells whether the next trial reuses this batch
-        acts, base_loss = self._reuse(rows_h)
+        acts, base_loss, w = self._reuse(rows_h, i)  # w: the value of params[i] in the network of `acts`
         if acts is None:
             acts = self._run(self.inputs[rows], self.layer)  # one full forward from the layer
             base_loss = float(self.loss_fn(acts[-1], self.labels[rows]))  # host sync
+            w = params.dtype.type(float(params[i]))  # host sync; float() first: CuPy forbids numpy.float32(device)
             self.stats["full"] += 1
         else:
             self.stats["reused"] += 1
         yb = self.labels[rows]
-        w = params.dtype.type(float(params[i]))  # host sync; float() first: CuPy forbids numpy.float32(device array)
         values = to_numpy(candidates)[:, 0].astype(params.dtype)  # (K,)
         out = numpy.empty(len(values))
         trails = []
@@ -142,28 +142,30 @@ class IncrementalEvaluator(CachedEvaluator):
             acts.append(a)
         return acts
 
-    def _reuse(self, rows_h):
-        """The activations left by the previous call if this call continues it exactly, else (None, None).
+    def _reuse(self, rows_h, i):
+        """``(acts, loss, w)`` left by the previous call if this call continues it, else (None, None, None).
 
-        Exactly means: same rows, and ``params`` equal to that call's except at
-        its index, which holds one of its candidates (RSO kept it).  Then that
-        candidate's activations are the current network's.
+        Continues means: same rows, and ``params`` equal to that call's except at its index, which holds
+        one of its candidates (RSO kept it), and at this call's index ``i``, which RSO's weight decay may
+        have rescaled just now.  That candidate's activations are then the current network's except at
+        ``i``, where their network has ``w`` (this call's candidates are changes from ``w``).
         """
         kept, params = self._kept, self.model.params
         self._kept = None
         if kept is None or not numpy.array_equal(kept["rows"], rows_h):
-            return None, None
+            return None, None, None
         diff = to_numpy(params != kept["params"]).nonzero()[0]  # host sync
-        if diff.size > 1 or (diff.size == 1 and diff[0] != kept["i"]):
-            return None, None
+        if not set(diff.tolist()) <= {kept["i"], i} or (i == kept["i"] and diff.size > 1):
+            return None, None, None
         v = params.dtype.type(float(params[kept["i"]]))  # host sync
         match = numpy.flatnonzero(kept["values"] == v)
         if match.size == 0:
-            return None, None
+            return None, None, None
         k = int(match[0])
+        w = v if i == kept["i"] else params.dtype.type(float(kept["params"][i]))  # host sync
         trail = kept["trails"][k]
         if trail is None:
-            return kept["acts"], float(kept["losses"][k])
+            return kept["acts"], float(kept["losses"][k]), w
         acts = list(kept["acts"])
         for j, a in trail:
             if isinstance(a, tuple):  # (channel, values): channel-local stretch, materialise
@@ -173,7 +175,7 @@ class IncrementalEvaluator(CachedEvaluator):
                 acts[j] = full
             else:
                 acts[j] = a
-        return acts, float(kept["losses"][k])
+        return acts, float(kept["losses"][k]), w
 
     def _candidate(self, acts, target, w, v):
         """Forward of the network with the target parameter at ``v`` (now ``w``), from the base ``acts``.

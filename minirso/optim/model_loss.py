@@ -1,8 +1,9 @@
 """aMC's loss: ``U(params)`` of a minirso model on its data, with the signal-norm statistics.
 
-Split from :mod:`minirso.optim.evaluate` (RSO's evaluators): the policy (aMC) asks this object
-"the loss U(x) of the current parameters"; how it is computed (plain forward, or the fused small-MLP
-kernel on a GPU) is decided here.
+The policy (aMC) asks this object "the loss U(x) of the current parameters"; how it is computed
+(plain forward, or the fused small-MLP kernel on a GPU) is decided here (policy versus evaluator,
+docs/design.md).  :class:`ModelLoss` implements every protocol of :mod:`minirso.optim.amc_loss`:
+:class:`~minirso.optim.amc_loss.MinibatchLoss` and :class:`~minirso.optim.amc_loss.RecordingLoss`.
 """
 
 from __future__ import annotations
@@ -26,29 +27,45 @@ class ModelLoss:
       or a callable ``fn(outputs, targets) -> scalar``.
     * ``select(rows)`` restricts the next evaluations to a minibatch (``None``:
       all data); aMC calls it in minibatch mode.
-    * With ``signal_stats = True`` every evaluation records the statistics of
+    * With ``signal_stats`` on, every evaluation records the statistics of
       aMC eq. (17) in the same forward pass, and :meth:`lambdas` returns the
       lambda_i of eq. (18) for the last evaluated parameters: no extra pass.
     * ``last_error``: classification error of the last evaluation (integer
-      labels only, else None), computed only while ``track_error = True``
-      (aMC's progressive batching, sec. II F, turns it on): it costs an argmax
+      labels only, else None), computed only while ``track_error`` is on
+      (aMC's progressive batching, sec. II F, asks for it): it costs an argmax
       and a host sync per evaluation that nothing else reads.
+
+    Both are off unless asked for, at construction or by :meth:`configure` (which
+    :class:`~minirso.optim.AMC` calls with what its hyperparameters need).
 
     ``loss(params)`` first copies ``params`` into ``model.params`` unless it IS
     that buffer (the usual case: aMC moves the model's buffer in place).
     """
 
-    def __init__(self, model, x, y, loss="mse"):
+    def __init__(self, model, x, y, loss="mse", *, signal_stats: bool = False, track_error: bool = False):
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"ModelLoss: x has {x.shape[0]} samples but y has {y.shape[0]}")
         self.model, self.x, self.y = model, x, y
         self.loss_name, self.loss_fn = resolve_loss(loss)
         check_class_labels(model, x, y, self.loss_name, "ModelLoss")
-        self.signal_stats = False
-        self.track_error = False
         self.rows, self._batch = None, None
         self.last_error = None
+        self.configure(signal_stats=signal_stats, track_error=track_error)
         self._layout = False  # the fused kernel's plan of the net (see _fused): False = not made yet
+
+    def configure(self, *, signal_stats: bool = False, track_error: bool = False):
+        """What every evaluation records from now on besides U: eq. (17) statistics, the classification error."""
+        self._signal_stats, self._track_error = bool(signal_stats), bool(track_error)
+
+    @property
+    def signal_stats(self) -> bool:
+        """True while evaluations record the signal-norm statistics (:meth:`lambdas`)."""
+        return self._signal_stats
+
+    @property
+    def track_error(self) -> bool:
+        """True while evaluations compute ``last_error``."""
+        return self._track_error
 
     @property
     def num_samples(self) -> int:
@@ -123,7 +140,8 @@ class ModelLoss:
     def lambdas(self):
         """lambda_i (aMC eq. 18) from the statistics of the last evaluation, aligned with ``model.params``."""
         if not self.signal_stats:
-            raise RuntimeError("ModelLoss.lambdas(): set signal_stats = True before evaluating (aMC does this)")
+            raise RuntimeError("ModelLoss.lambdas(): configure(signal_stats=True) before evaluating "
+                               "(AMC(signal_norm=True) does this)")
         return self.model.signal_norm_lambda()
 
 
@@ -136,7 +154,7 @@ def mlp_layout(model):
     layer: weight and bias offsets in ``model.params`` (-1: no bias), inputs, outputs, activation
     (0 none, 1 tanh, 2 relu).
     """
-    start = {(id(owner), spec.name): g.slice.start for g, owner, spec in model._bound}
+    start = {g.name: g.slice.start for g in model.param_groups}  # "fc1.weight" -> its offset in model.params
     layers, rows, softmax, i = list(model.layers), [], False, 0
     while i < len(layers):
         layer = layers[i]
@@ -151,7 +169,7 @@ def mlp_layout(model):
         if i + 1 < len(layers) and isinstance(layers[i + 1], (Tanh, ReLU)):
             act = 1 if isinstance(layers[i + 1], Tanh) else 2
             i += 1
-        rows.append([start[(id(layer), "weight")], start.get((id(layer), "bias"), -1), layer.in_features,
+        rows.append([start[f"{layer.name}.weight"], start.get(f"{layer.name}.bias", -1), layer.in_features,
                      layer.out_features, act])
         i += 1
     return (numpy.array(rows, dtype=numpy.int64), softmax) if rows else None

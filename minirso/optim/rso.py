@@ -16,9 +16,37 @@ layer are cached over the whole training pool and every trial starts there
 
 sigma_{d,c}: the layer's initialisation std (Kaiming ``sqrt(2 / fan_in)``, as
 the authors' code; ``sigma="std"``: the std of the initialised tensor, as the
-paper's text), 0.167 for BatchNorm/LayerNorm gamma and beta, linearly annealed
-from 1x at the first cycle to ``anneal`` x (0.1) at the last (sec. 4.1).
+paper's text), 0.167 for BatchNorm/LayerNorm gamma and beta, annealed linearly
+per cycle (sec. 4.1; the two recipes below differ in the formula).
 Biases use the Kaiming std of their layer.
+
+**Recipes.**  ``recipe="authors"`` (default) is the authors' ``train.py`` (github
+rohun-tripathi/RSO-gradient-free, commit e174f3c; line numbers below are of that file), which
+produced the published 99.12 % / 81.8 %; ``recipe="paper"`` follows the paper's text where it
+speaks and the code where it is silent.  Item by item:
+
+1. Annealing factor of cycle c = 0..E-1.  authors: ``a + (1 - a)(E - c)/E`` (l.465), so the last
+   cycle's is ``a + (1 - a)/E`` (0.118 for E = 50); paper: ``a + (1 - a)(E - 1 - c)/(E - 1)``, the
+   last cycle's std is the first's / 10 when a = 0.1 (sec. 4.1, "sigma_d^C = sigma_d^1 / 10").
+2. The layer-input cache (sec. 4.7) normalises with BatchNorm's RUNNING statistics, set just
+   before from one training-mode pass over the first ``bn_rows`` (2,000) rows of the pool
+   (l.533-565: the caching pass runs outside ``autograd.record()``); the trials use each batch's
+   own statistics (l.301-305).  Both recipes (the text is silent).
+3. A normalisation tensor's (and a bias's) trials reuse the pool order of the weight tensor swept
+   just before it (its conv), from that order's first batch (l.228 ``reset()``).  Both recipes.
+4. The first layer's weight tensor reads the raw pool, whose iterator is reshuffled every cycle
+   but never reset (l.178-180): from the second cycle on, its batches start where the tensors
+   sharing its pool (item 3) left off, ``(batches of the last of them) mod (N // B)``.  Both recipes.
+5. Weight decay (default 1e-4, ``--wd``) multiplies EVERY searched parameter, BatchNorm gamma
+   and beta included (l.77), computed in float64 before w +- Delta is formed (l.103, l.129):
+   ``w64 = w * (1 - wd)``, candidates ``float32(w64), float32(w64 + Delta), float32(w64 - Delta)``.
+   Both recipes (the text says only "use weight decay", sec. 4.4 on CIFAR-10).
+6. The network (global max pooling, BatchNorm epsilon 1e-3) is the builder's:
+   :func:`minirso.models.rso_mnist` / :func:`~minirso.models.rso_cifar`.
+
+The default is ``"authors"`` because it is the procedure that produced the published numbers,
+checked decision for decision against the authors' code; the text's sigma^C = sigma^1 / 10 is its
+rounded description (0.1 against 0.118).
 
 Variants: ``level="layer"`` / ``"network"`` perturb all parameters of a tensor
 / of the network jointly by N(0, (sigma_d / 10)^2) per element (sec. 4.2), with
@@ -32,19 +60,21 @@ normalisation and bias tensors stay sequential.
 Mini-batches: ``sampling="contiguous"`` (the authors': the pool is shuffled
 once per tensor, batch b is rows ``[(b mod m) B, (b mod m) B + B)`` of it,
 m = N // B), or ``"uniform"`` (B rows drawn uniformly with replacement per
-batch).  ``shared_batch=True`` scores w, w + Delta, w - Delta on one batch;
+batch; items 3 and 4 above apply to contiguous sampling only).  ``shared_batch=True`` scores w, w + Delta,
+w - Delta on one batch;
 False gives each its own (three batches per trial).  ``trials_per_batch = k``
 (contiguous sampling, shared batch) lets k consecutive trials of a tensor
 share one batch: 1 is Algorithm 1 (a fresh batch per weight); larger k is a
 cheaper schedule, because the incremental evaluator then reuses the kept
 candidate's activations instead of running the batch forward again.
 
-Random numbers (all pure functions of the seed, DESIGN.md): the normals of
+Random numbers (all pure functions of the seed, docs/design.md): the normals of
 a trial are ``normal(seed, STREAM_DELTA, offset, width)`` (width 1 at the
 weight level), the offsets laying every trial's draw end to end so that no
 two trials share a normal (:meth:`RSO.delta_offset`); the pool order of the u-th
 tensor of cycle c is ``argsort`` of 64-bit keys ``random_bits(seed,
-STREAM_DATA, 2 N (c U + u), 2 N)``; uniform rows of batch b are
+STREAM_DATA, 2 N (c U + o), 2 N)``, o = u for a weight tensor and o = the index of
+the weight tensor whose order it reuses (item 3) otherwise; uniform rows of batch b are
 ``floor(N * uniform(seed, STREAM_DATA_UNIFORM, b B, B))``.
 """
 
@@ -56,6 +86,7 @@ from dataclasses import dataclass, replace
 
 import numpy
 
+from .. import kernels
 from ..backend import get_array_module, to_numpy
 from ..random import integers, normal, random_bits
 from .base import Optimizer, check_choice, check_int, check_positive, check_seed
@@ -161,8 +192,9 @@ class RSO(Optimizer):
     ``anneal`` (0.1), ``sigma`` ("kaiming" | "std" | a number), ``norm_sigma``
     (0.167), ``direction`` ("backward" | "forward"), ``order`` ("output" |
     "input"), ``sampling`` ("contiguous" | "uniform"), ``shared_batch`` (True),
-    ``weight_decay`` (0; the authors use 1e-4: ``w *= 1 - wd`` before a weight's
-    trial, for tensors of kind "weight"), ``loss`` ("cross_entropy": summed in
+    ``recipe`` ("authors" | "paper", see the module docstring), ``weight_decay``
+    (1e-4, the authors'; 0 turns it off), ``bn_rows`` (2000: the first rows of the
+    pool that set BatchNorm's running statistics for the cache), ``loss`` ("cross_entropy": summed in
     float64 as the authors; "cross_entropy_mean"; or a callable),
     ``level`` ("weight" | "layer" | "network"), ``joint_scale`` (0.1),
     ``parallel`` (None | "layer" | "neuron"), ``trials_per_batch`` (1), ``seed``, ``cache_chunk`` (2000).
@@ -185,8 +217,8 @@ class RSO(Optimizer):
 
     def __init__(self, model, x, y, *, cycles: int, batch_size: int = 5000, anneal: float = 0.1,
                  sigma="kaiming", norm_sigma: float = 0.167, direction: str = "backward", order: str = "output",
-                 sampling: str = "contiguous", shared_batch: bool = True, weight_decay: float = 0.0,
-                 loss="cross_entropy", level: str = "weight", joint_scale: float = 0.1, parallel=None,
+                 sampling: str = "contiguous", shared_batch: bool = True, recipe: str = "authors",
+                 weight_decay: float = 1e-4, bn_rows: int = 2000, loss="cross_entropy", level: str = "weight", joint_scale: float = 0.1, parallel=None,
                  trials_per_batch: int = 1, seed: int = 0, cache_chunk: int = 2000, evaluator=None, callback=None):
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"RSO: x has {x.shape[0]} samples but y has {y.shape[0]}")
@@ -203,6 +235,8 @@ class RSO(Optimizer):
         weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
         if weight_decay >= 1:
             raise ValueError(f"weight_decay must be < 1, got {weight_decay!r}")
+        check_choice("recipe", recipe, ("authors", "paper"))
+        bn_rows = check_int("bn_rows", bn_rows, 1)
         check_choice("direction", direction, ("backward", "forward"))
         check_choice("order", order, ("output", "input"))
         check_choice("sampling", sampling, ("contiguous", "uniform"))
@@ -221,7 +255,8 @@ class RSO(Optimizer):
         self.hyperparameters = {
             "cycles": cycles, "batch_size": batch_size, "anneal": anneal, "sigma": sigma,
             "norm_sigma": check_positive("norm_sigma", norm_sigma), "direction": direction, "order": order,
-            "sampling": sampling, "shared_batch": bool(shared_batch), "weight_decay": weight_decay,
+            "sampling": sampling, "shared_batch": bool(shared_batch), "recipe": recipe,
+            "weight_decay": weight_decay, "bn_rows": bn_rows,
             "loss": getattr(self.evaluator, "loss_name", "custom"), "level": level,
             "joint_scale": check_positive("joint_scale", joint_scale), "parallel": parallel,
             "trials_per_batch": trials_per_batch,
@@ -233,6 +268,7 @@ class RSO(Optimizer):
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
         self._base = self._pending = None  # parallel search: the tensor at its start / merged results
         self._ready = False  # cache, pool order and noise of the current unit built?
+        self._batch0 = 0  # contiguous sampling: pool batch of the unit's first trial (first_batch)
 
     # ---- the schedule --------------------------------------------------------------------------
     def _base_sigma(self, g):
@@ -266,9 +302,15 @@ class RSO(Optimizer):
         return units
 
     def sigma_factor(self, cycle: int) -> float:
-        """Linear annealing (sec. 4.1): 1 at cycle 0, ``anneal`` at the last cycle of the current ``cycles``."""
+        """Linear annealing of sigma over the current ``cycles`` E, cycle c = 0..E-1 (module docstring, item 1).
+
+        ``"authors"``: ``a + (1 - a)(E - c)/E`` (train.py l.465), from 1 down to ``a + (1 - a)/E``;
+        ``"paper"``: ``a + (1 - a)(E - 1 - c)/(E - 1)``, from 1 down to ``a`` (sec. 4.1).  E = 1 gives 1.
+        """
         e = self.hyperparameters["cycles"]
         a = self.hyperparameters["anneal"]
+        if self.hyperparameters["recipe"] == "authors":
+            return a + (1.0 - a) * (e - cycle) / e
         return 1.0 if e == 1 else a + (1.0 - a) * (e - 1 - cycle) / (e - 1)
 
     @property
@@ -298,15 +340,23 @@ class RSO(Optimizer):
     def _begin_unit(self):
         """Cache the unit's layer inputs, draw its pool order and (weight level) its normals."""
         hp, u = self.hyperparameters, self.units[self.unit]
-        self.model.train()
-        if isinstance(self.evaluator, CachedEvaluator):
-            self.evaluator.prepare(u.layer, self.x, self.y, keep=self._inputs_to_keep())
-        else:
-            self.evaluator.prepare(u.layer, self.x, self.y)
+        if u.layer > 0:
+            # item 2: running statistics from the first bn_rows rows (train.py l.556-565), the cache in eval mode
+            self.model.reestimate_batchnorm(self.x[: hp["bn_rows"]])
+            self.model.eval()
+        try:
+            if isinstance(self.evaluator, CachedEvaluator):
+                self.evaluator.prepare(u.layer, self.x, self.y, keep=self._inputs_to_keep())
+            else:
+                self.evaluator.prepare(u.layer, self.x, self.y)
+        finally:
+            self.model.train()  # the trials: each batch's own statistics
         xp = get_array_module(self.model.params)
         n = self.x.shape[0]
         if hp["sampling"] == "contiguous":
-            key = (self.cycle * len(self.units) + self.unit) * 2 * n
+            owner = self.pool_owner(self.unit)
+            self._batch0 = self.first_batch(self.cycle, self.unit)
+            key = (self.cycle * len(self.units) + owner) * 2 * n
             w = random_bits(hp["seed"], STREAM_DATA, key, 2 * n, numpy).reshape(n, 2).astype(numpy.uint64)
             keys = (w[:, 0] << numpy.uint64(32)) | w[:, 1]  # (N,) 64-bit sort keys: ties have probability ~N^2/2^65
             self._perm = xp.asarray(numpy.argsort(keys, kind="stable"))  # (N,) the pool order for this unit
@@ -321,6 +371,40 @@ class RSO(Optimizer):
             else:
                 self._base = self._pending = None
         self._ready = True
+
+    def pool_owner(self, unit: int) -> int:
+        """The unit whose pool order unit ``unit`` reads (module docstring, item 3).
+
+        A weight tensor reads its own; a normalisation or bias tensor the weight tensor swept last before
+        it in the cycle (its conv or dense layer: the authors' BatchNorm trials ``reset()`` their conv's
+        data iterator, train.py l.228); itself when no weight tensor came before it in the cycle.
+        """
+        for v in range(unit, -1, -1):
+            if self.units[v].kind in ("weight", "network"):
+                return v
+        return unit
+
+    def _batches(self, u) -> int:
+        """Mini-batches one unit draws from its pool in a cycle."""
+        hp = self.hyperparameters
+        return -(-u.trials // hp["trials_per_batch"]) * (1 if hp["shared_batch"] else 3)
+
+    def first_batch(self, cycle: int, unit: int) -> int:
+        """Index (mod N // B) of the first mini-batch of ``unit`` in ``cycle``, contiguous sampling.
+
+        0 for every unit but the first layer's weight tensor from the second cycle on (module docstring,
+        item 4): the authors' conv-1 iterator is reshuffled each cycle but not reset (train.py l.178-180),
+        so it starts where the tensors sharing its pool left it in the previous cycle.
+        """
+        u = self.units[unit]
+        if cycle == 0 or u.layer != 0 or u.kind != "weight" or self.pool_owner(unit) != unit:
+            return 0
+        m = self.x.shape[0] // self.hyperparameters["batch_size"]
+        sharing = [v for v in range(len(self.units)) if self.pool_owner(v) == unit]
+        last = max(sharing, key=lambda v: (v - unit) % len(self.units))  # the last of them in sweep order
+        if last == unit:  # no normalisation tensor resets the iterator: it just goes on
+            return (self.first_batch(cycle - 1, unit) + self._batches(u)) % m
+        return self._batches(self.units[last]) % m
 
     def _inputs_to_keep(self):
         """Layers of the cycle's later units whose pool inputs, computed now, are still valid when reached.
@@ -347,7 +431,7 @@ class RSO(Optimizer):
         hp = self.hyperparameters
         bsz, n = hp["batch_size"], self.x.shape[0]
         if hp["sampling"] == "contiguous":
-            s = (b % (n // bsz)) * bsz
+            s = ((self._batch0 + b) % (n // bsz)) * bsz
             return self._perm[s : s + bsz]  # (B,)
         rows = integers(hp["seed"], STREAM_DATA_UNIFORM, self.batches * bsz, bsz, n, get_array_module(self.model.params))
         self.batches += 1
@@ -424,9 +508,10 @@ class RSO(Optimizer):
             first = (j // u.neuron) * u.neuron
             neuron = slice(u.sl.start + first, u.sl.start + first + u.neuron)
             params[neuron] = self._pending[first : first + u.neuron]
-        if u.kind == "weight" and hp["weight_decay"]:
-            params[sl] *= params.dtype.type(1.0 - hp["weight_decay"])  # the authors' decay, before the trial
         w = float(params[i])  # host sync
+        if hp["weight_decay"]:  # item 5: every tensor, in float64, before w +- Delta (train.py l.77, l.103)
+            w *= 1.0 - hp["weight_decay"]
+            params[sl] = w  # rounded to the buffer's type, as the authors write it back before the trial
         delta = float(u.sigma * self.sigma_factor(self.cycle) * self._z[self.pos])  # Delta ~ N(0, sigma_{d,c})
         xp = get_array_module(params)
         return sl, xp.asarray(numpy.array([[w], [w + delta], [w - delta]], dtype=params.dtype)), neuron  # (3, 1)
@@ -436,16 +521,21 @@ class RSO(Optimizer):
         params, hp = self.model.params, self.hyperparameters
         xp = get_array_module(params)
         width = self._width(u)
-        z = normal(hp["seed"], STREAM_DELTA, self.delta_offset(), width, xp, dtype=params.dtype)  # (n,)
+        z = kernels.normal(hp["seed"], STREAM_DELTA, self.delta_offset(), width, xp, params.dtype) \
+            if kernels.enabled(xp) else None  # GPU: one launch instead of about 100 (minirso.kernels.normal)
+        if z is None:
+            z = normal(hp["seed"], STREAM_DELTA, self.delta_offset(), width, xp, dtype=params.dtype)  # (n,)
         scale = hp["joint_scale"] * self.sigma_factor(self.cycle)
         if hp["level"] == "network":
             sigma = xp.asarray(u.sigma * scale, dtype=params.dtype)  # (n,) each tensor's own sigma
         else:
             sigma = params.dtype.type(u.sigma * scale)
-        if hp["weight_decay"]:
-            self._decay_weights(u.sl, 1.0 - hp["weight_decay"])
         w = params[u.sl]  # (n,)
         delta = sigma * z  # (n,)
+        if hp["weight_decay"]:  # item 5: every parameter, in float64, before w +- Delta
+            w = w.astype(numpy.float64) * (1.0 - hp["weight_decay"])
+            params[u.sl] = w.astype(params.dtype)
+            return u.sl, xp.stack([w, w + delta, w - delta]).astype(params.dtype), None  # (3, n)
         return u.sl, xp.stack([w, w + delta, w - delta]), None  # (3, n)
 
     def _park_parallel(self, u, sl, neuron):
@@ -467,13 +557,6 @@ class RSO(Optimizer):
             st["loss_sum"] += float(losses[best])
             st["loss_count"] += 1
         st["wall_time"] += seconds
-
-    def _decay_weights(self, sl, decay):
-        """w *= 1 - wd for the weight-kind parameters inside ``sl``."""
-        params = self.model.params
-        for g in self.model.param_groups:
-            if g.kind == "weight" and g.slice.start >= sl.start and g.slice.stop <= sl.stop:
-                params[g.slice] *= params.dtype.type(decay)
 
     def _end_unit(self):
         u, st = self.units[self.unit], self._stats

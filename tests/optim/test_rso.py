@@ -32,14 +32,20 @@ def tiny_data(n=64, hw=8, seed=0):
     return minirso.asarray(x), minirso.asarray(y)
 
 
-def reference_rso(model, x, y, cycles, batch_size, seed, anneal=0.1, factors=None):
-    """Algorithm 1 written out: returns the list of decisions ("keep" / "plus" / "minus") in visiting order.
+def reference_rso(model, x, y, cycles, batch_size, seed, anneal=0.1, factors=None, recipe="authors", wd=1e-4,
+                  bn_rows=2000):
+    """Algorithm 1 as the authors' train.py runs it, written out: the decisions ("keep" / "plus" / "minus").
 
-    ``factors``: the sigma factor of each cycle, given by hand (default: the paper's linear annealing).
+    ``factors``: the sigma factor of each cycle, given by hand (default: the recipe's linear annealing,
+    train.py l.465 for "authors", sec. 4.1's sigma^C = sigma^1 / 10 for "paper").
 
-    Order by hand for rso_mnist: fc, then conv6 and its BN (beta, gamma), ..., conv1 and bn1.
-    Inputs of the layer being optimised come from ``forward(x, stop=layer)`` over the whole pool
-    (one chunk), the three losses from ``forward(cached_rows, start=layer)``.
+    Order by hand for rso_mnist: fc, then conv6 and its BN (beta, gamma), ..., conv1 and bn1.  Before each
+    tensor, BatchNorm's running statistics come from one training-mode pass over the first ``bn_rows`` rows,
+    and the inputs of the layer from ``forward(x, stop=layer)`` over the whole pool in eval mode (train.py
+    l.533-565); the three losses from ``forward(cached_rows, start=layer)`` in training mode.  A BatchNorm's
+    beta and gamma read their conv's pool order from its first batch (l.228); conv1, from cycle 2 on, starts
+    at batch ``channels mod m``, where bn1.gamma's trials left its iterator (l.178-180).  Weight decay
+    multiplies every tensor, in float64, before w +- Delta is formed (l.77, l.103).
     """
     names = ["fc.weight"] + [n for i in range(6, 0, -1) for n in (f"conv{i}.weight", f"bn{i}.beta", f"bn{i}.gamma")]
     groups = {g.name: g for g in model.param_groups}
@@ -48,21 +54,32 @@ def reference_rso(model, x, y, cycles, batch_size, seed, anneal=0.1, factors=Non
     m = n // batch_size
     decisions, t = [], 0
     for c in range(cycles):
-        factor = 1.0 if cycles == 1 else anneal + (1 - anneal) * (cycles - 1 - c) / (cycles - 1)
+        e = cycles
+        if recipe == "authors":
+            factor = anneal + (1 - anneal) * (e - c) / e
+        else:
+            factor = 1.0 if e == 1 else anneal + (1 - anneal) * (e - 1 - c) / (e - 1)
         factor = factors[c] if factors is not None else factor
         for u, name in enumerate(names):
             g = groups[name]
             sigma = 0.167 if name.startswith("bn") else np.sqrt(2.0 / g.fan_in)
+            owner = u if name.endswith(".weight") else names.index(f"conv{name[2]}.weight")
+            model.reestimate_batchnorm(x[:bn_rows])
+            model.eval()
             cache = model.forward(x, 0, g.layer)  # (N, ...) inputs of the layer, whole pool in one pass
-            w2 = random_bits(seed, STREAM_DATA, (c * len(names) + u) * 2 * n, 2 * n, np).reshape(n, 2)
+            model.train()
+            w2 = random_bits(seed, STREAM_DATA, (c * len(names) + owner) * 2 * n, 2 * n, np).reshape(n, 2)
             keys = (w2[:, 0].astype(np.uint64) << np.uint64(32)) | w2[:, 1].astype(np.uint64)
             perm = np.argsort(keys, kind="stable")
+            start = groups["bn1.gamma"].size % m if name == "conv1.weight" and c > 0 else 0
             for k in range(g.size):
                 i = g.slice.start + k
                 z = float(normal(seed, STREAM_DELTA, t, 1, np, dtype=np.float64)[0])
-                rows = minirso.asarray(perm[(k % m) * batch_size : (k % m + 1) * batch_size])
-                w = float(p[i])
-                cands = [np.float32(w), np.float32(w + sigma * factor * z), np.float32(w - sigma * factor * z)]
+                b = (start + k) % m
+                rows = minirso.asarray(perm[b * batch_size : (b + 1) * batch_size])
+                w = float(p[i]) * (1 - wd)  # float64
+                d = sigma * factor * z
+                cands = [np.float32(w), np.float32(w + d), np.float32(w - d)]
                 losses = []
                 for v in cands:
                     p[i] = v
@@ -79,42 +96,48 @@ def reference_rso(model, x, y, cycles, batch_size, seed, anneal=0.1, factors=Non
     return decisions
 
 
-def test_decisions_equal_direct_reimplementation():
+@pytest.mark.parametrize("recipe", ["authors", "paper"])
+def test_decisions_equal_direct_reimplementation(recipe):
     """Same random numbers, same batches: every accept/reject decision and the final weights agree."""
     x, y = tiny_data()
     ref_model, model = tiny_conv(), tiny_conv()
-    expected = reference_rso(ref_model, x, y, cycles=2, batch_size=16, seed=11)
+    expected = reference_rso(ref_model, x, y, cycles=3, batch_size=16, seed=11, recipe=recipe, bn_rows=40)
     got = []
-    opt = RSO(model, x, y, cycles=2, batch_size=16, seed=11,
+    opt = RSO(model, x, y, cycles=3, batch_size=16, seed=11, recipe=recipe, bn_rows=40,
               callback=lambda ev, info: got.append(info["decision"]) if ev == "trial" else None)
     opt.run()
-    assert len(got) == len(expected) == 2 * model.num_params
+    assert len(got) == len(expected) == 3 * model.num_params
     assert got == expected
     np.testing.assert_array_equal(minirso.to_numpy(model.params), minirso.to_numpy(ref_model.params))
     # the run did something: a mix of all three outcomes
     assert {"keep", "plus", "minus"} <= set(got)
 
 
-def test_extending_cycles_on_load_anneals_over_the_new_schedule():
+@pytest.mark.parametrize("recipe, factors", [
+    # by hand, anneal 0.1, paper: the 2-cycle run uses 1 and 0.1; then 0.1 + 0.9 * (4 - 1 - c) / 3 for c = 2, 3
+    ("paper", [1.0, 0.1, 0.4, 0.1]),
+    # authors: 0.1 + 0.9 * (2 - c) / 2 for c = 0, 1; then 0.1 + 0.9 * (4 - c) / 4 for c = 2, 3
+    ("authors", [1.0, 0.55, 0.55, 0.325]),
+])
+def test_extending_cycles_on_load_anneals_over_the_new_schedule(recipe, factors):
     """A finished 2-cycle run loaded into RSO(cycles=4) runs cycles 3 and 4 with sigma annealed over 4 cycles."""
     x, y = tiny_data()
     ref_model, model = tiny_conv(), tiny_conv()
-    # by hand, anneal 0.1: the 2-cycle run uses 1 and 0.1; then 0.1 + 0.9 * (4 - 1 - c) / 3 for c = 2, 3
-    expected = reference_rso(ref_model, x, y, cycles=4, batch_size=16, seed=11, factors=[1.0, 0.1, 0.4, 0.1])
+    expected = reference_rso(ref_model, x, y, cycles=4, batch_size=16, seed=11, factors=factors, recipe=recipe)
     got = []
 
     def record(ev, info):
         if ev == "trial":
             got.append(info["decision"])
 
-    first = RSO(model, x, y, cycles=2, batch_size=16, seed=11, callback=record)
+    first = RSO(model, x, y, cycles=2, batch_size=16, seed=11, recipe=recipe, callback=record)
     first.run()
     state = first.state_dict()
     with pytest.raises(ValueError, match="'cycles' is 2 in the state_dict, 1 .*not shortened"):
-        RSO(model, x, y, cycles=1, batch_size=16, seed=11).load_state_dict(state)
+        RSO(model, x, y, cycles=1, batch_size=16, seed=11, recipe=recipe).load_state_dict(state)
     with pytest.raises(ValueError, match="'batch_size' differs"):  # only the schedule may change
-        RSO(model, x, y, cycles=4, batch_size=32, seed=11).load_state_dict(state)
-    longer = RSO(model, x, y, cycles=4, batch_size=16, seed=11, callback=record)
+        RSO(model, x, y, cycles=4, batch_size=32, seed=11, recipe=recipe).load_state_dict(state)
+    longer = RSO(model, x, y, cycles=4, batch_size=16, seed=11, recipe=recipe, callback=record)
     longer.load_state_dict(state)
     assert longer.cycle == 2 and not longer.done
     longer.run()
@@ -123,7 +146,7 @@ def test_extending_cycles_on_load_anneals_over_the_new_schedule():
     np.testing.assert_array_equal(minirso.to_numpy(model.params), minirso.to_numpy(ref_model.params))
     sigmas = [r["sigma"] / r_base for r, r_base in
               zip(longer.records[-2 * len(longer.units):], 2 * [float(np.mean(u.sigma)) for u in longer.units])]
-    assert sigmas == pytest.approx([0.4] * len(longer.units) + [0.1] * len(longer.units), rel=1e-6)
+    assert sigmas == pytest.approx([factors[2]] * len(longer.units) + [factors[3]] * len(longer.units), rel=1e-6)
 
 
 class RecordingEvaluator:

@@ -112,6 +112,15 @@ def pool_perm(seed, cycle, unit, n_units, n):
     return np.argsort(keys, kind="stable")
 
 
+def pool_owner(names, ui):
+    """Index of the weight tensor whose pool order unit ``ui`` reads: itself for a weight, else the last weight
+    before it in the sweep (the authors' BatchNorm trials reset their conv's iterator, rso.py item 3)."""
+    for v in range(ui, -1, -1):
+        if names[v].endswith(".weight"):
+            return v
+    return ui
+
+
 def uniform_rows(seed, b, bsz, n):
     """Rows of the b-th uniformly drawn batch: floor(N * uniform(seed, STREAM_DATA_UNIFORM, b B, B))."""
     u = _np(uniform(seed, STREAM_DATA_UNIFORM, b * bsz, bsz, np))
@@ -128,14 +137,16 @@ def argmin_keep(losses):
     return best
 
 
-def reference_unit(model, x, y, group, sigma, factor, t0, perm, bsz, mode, order, wd=0.0, seed=0):
+def reference_unit(model, x, y, group, sigma, factor, t0, perm, bsz, mode, order, wd=0.0, seed=0, bn_rows=2000):
     """Search every weight of ``group`` once, written out from sec. 3 / 4.6 (no optimizer code).
 
     mode "sequential": each trial sees the tensor as updated so far (Algorithm 1);
     "layer": every weight is searched against the tensor at the start of the unit;
     "neuron": sequential inside one output neuron, other neurons at their start values.
     Parallel results are merged at the end.  Losses: summed float64 cross-entropy of
-    ``forward(cache[rows], start=layer)`` with ``cache = forward(x, stop=layer)`` (the pool is one chunk).
+    ``forward(cache[rows], start=layer)`` with ``cache = forward(x, stop=layer)`` in eval mode, BatchNorm's
+    running statistics set from the first ``bn_rows`` rows (the pool is one chunk).  Weight decay: in
+    float64, before w +- Delta is formed.
     Returns (new params as float32 NumPy, list of decisions 0/1/2); the model is left unchanged.
     """
     p0 = _np(model.params).copy()
@@ -144,7 +155,10 @@ def reference_unit(model, x, y, group, sigma, factor, t0, perm, bsz, mode, order
     base = p0[group.slice].copy()
     pending = base.copy()
     cur = p0.copy()
+    model.reestimate_batchnorm(x[:bn_rows])
+    model.eval()
     cache = model.forward(x, stop=group.layer)
+    model.train()
     z = _np(normal(seed, STREAM_DELTA, t0, size, np, dtype=np.float64))
     m = x.shape[0] // bsz
     decisions = []
@@ -158,11 +172,9 @@ def reference_unit(model, x, y, group, sigma, factor, t0, perm, bsz, mode, order
                 if mode == "neuron":
                     r = j // neuron
                     state[s0 + r * neuron : s0 + (r + 1) * neuron] = pending[r * neuron : (r + 1) * neuron]
-            w = state[s0 + j]
-            if wd:
-                w = np.float32(w) * np.float32(1 - wd)
+            w = float(state[s0 + j]) * (1 - wd)  # float64
             delta = sigma * factor * z[pos]
-            cands = np.array([float(w), float(w) + delta, float(w) - delta], dtype=np.float32)
+            cands = np.array([w, w + delta, w - delta], dtype=np.float32)
             rows = perm[(pos % m) * bsz : (pos % m) * bsz + bsz]
             losses = []
             for v in cands:
@@ -308,16 +320,24 @@ def test_order_inside_tensor(order):
 
 # ---- 3. sigma and its annealing (sec. 3, 4.1) -----------------------------------------------------
 
-def test_sigma_factor_linear_annealing():
-    """Sec. 4.1: sigma anneals linearly from sigma_1 at the first cycle to sigma_1 * anneal (1/10) at the last."""
+@pytest.mark.parametrize("recipe, five, three", [
+    # sec. 4.1: from sigma_1 at the first cycle to sigma_1 * anneal (1/10) at the last: a + (1 - a)(E - 1 - c)/(E - 1)
+    ("paper", [1.0, 0.775, 0.55, 0.325, 0.1], [1.0, 0.7, 0.4]),
+    # train.py l.465: a + (1 - a)(E - c)/E, by hand: 0.1 + 0.9 * (5 - c) / 5 and 0.4 + 0.6 * (3 - c) / 3
+    ("authors", [1.0, 0.82, 0.64, 0.46, 0.28], [1.0, 0.8, 0.6]),
+])
+def test_sigma_factor_linear_annealing(recipe, five, three):
+    """Sigma anneals linearly per cycle; the recipes differ in where it ends."""
     model = mlp_bn()
     x, y = mlp_data()
-    opt = RSO(model, x, y, cycles=5, batch_size=16, anneal=0.1)
-    for c, want in enumerate([1.0, 0.775, 0.55, 0.325, 0.1]):
+    opt = RSO(model, x, y, cycles=5, batch_size=16, anneal=0.1, recipe=recipe)
+    for c, want in enumerate(five):
         assert opt.sigma_factor(c) == pytest.approx(want, rel=1e-12, abs=1e-12)
-    opt3 = RSO(model, x, y, cycles=3, batch_size=16, anneal=0.4)
-    assert [opt3.sigma_factor(c) for c in range(3)] == pytest.approx([1.0, 0.7, 0.4], rel=1e-12)
-    assert RSO(model, x, y, cycles=1, batch_size=16).sigma_factor(0) == 1.0
+    opt3 = RSO(model, x, y, cycles=3, batch_size=16, anneal=0.4, recipe=recipe)
+    assert [opt3.sigma_factor(c) for c in range(3)] == pytest.approx(three, rel=1e-12)
+    assert RSO(model, x, y, cycles=1, batch_size=16, recipe=recipe).sigma_factor(0) == 1.0
+    assert RSO(model, x, y, cycles=50, batch_size=16, recipe=recipe).sigma_factor(49) == pytest.approx(
+        0.118 if recipe == "authors" else 0.1, rel=1e-12)  # the authors' last cycle: 0.1 + 0.9 / 50
 
 
 def test_base_sigma_kaiming_norm_and_std():
@@ -349,25 +369,26 @@ def test_base_sigma_kaiming_norm_and_std():
         assert u.sigma == pytest.approx(0.3 if u.name.startswith("bn") else 0.05, rel=1e-12), u.name
 
 
-def test_annealed_sigma_scales_the_perturbations():
+@pytest.mark.parametrize("recipe, factors", [("paper", (1.0, 0.55, 0.1)), ("authors", (1.0, 0.7, 0.4))])
+def test_annealed_sigma_scales_the_perturbations(recipe, factors):
     """Sec. 3 / 4.1: the candidates of trial t are w +- sigma_d * factor(c) * z_t, z_t = normal(seed, STREAM_DELTA, t)."""
     model = mlp_bn()
     x, y = mlp_data()
     rec = Recorder(CachedEvaluator(model))
-    opt = RSO(model, x, y, cycles=3, batch_size=16, seed=9, evaluator=rec)
+    opt = RSO(model, x, y, cycles=3, batch_size=16, seed=9, evaluator=rec, recipe=recipe)
     opt.run()
     assert len(rec.calls) == 3 * 47
     z = _np(normal(9, STREAM_DELTA, 0, 3 * 47, np, dtype=np.float64))
     names = [n for n, size in MLP_UNITS for _ in range(size)]
     for t, call in enumerate(rec.calls):
-        factor = [1.0, 0.55, 0.1][t // 47]
+        factor = factors[t // 47]
         d = MLP_SIGMA[names[t % 47]] * factor * z[t]
         c = call["cands"][:, 0].astype(np.float64)
         assert call["cands"].shape == (3, 1)
         np.testing.assert_allclose(c[1], np.float32(c[0] + d), rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(c[2], np.float32(c[0] - d), rtol=1e-6, atol=1e-7)
     sig = [r["sigma"] for r in opt.records]
-    want = [MLP_SIGMA[n] * f for f in (1.0, 0.55, 0.1) for n, _ in MLP_UNITS]
+    want = [MLP_SIGMA[n] * f for f in factors for n, _ in MLP_UNITS]
     assert sig == pytest.approx(want, rel=1e-9)
 
 
@@ -390,6 +411,7 @@ def test_parallel_search_matches_direct_reimplementation(parallel, wd, order):
     model = tiny_conv()
     x, y = conv_data()
     opt = RSO(model, x, y, cycles=2, batch_size=bsz, seed=seed, parallel=parallel, weight_decay=wd, order=order)
+    assert opt.sigma_factor(0) == 1.0
     g = groups_by_name(model)
     assert [u.name for u in opt.units] == [n for n, _ in CONV_UNITS]
     t0 = 0
@@ -402,9 +424,10 @@ def test_parallel_search_matches_direct_reimplementation(parallel, wd, order):
             visit = [(oo * c + cc) * rest + k for cc in range(c) for oo in range(o) for k in range(rest)]
         else:
             visit = list(range(size))
-        perm = pool_perm(seed, 0, ui, len(CONV_UNITS), x.shape[0])
+        owner = pool_owner([n for n, _ in CONV_UNITS], ui)
+        perm = pool_perm(seed, 0, owner, len(CONV_UNITS), x.shape[0])
         want, decisions = reference_unit(model, x, y, grp, CONV_SIGMA[name], 1.0, t0, perm, bsz, mode, visit,
-                                         wd=wd if name.endswith(".weight") else 0.0, seed=seed)
+                                         wd=wd, seed=seed)
         start = _np(model.params).copy()
         if name == "conv2.weight":  # the three semantics really differ here: the comparison can fail
             others = {m: reference_unit(model, x, y, grp, CONV_SIGMA[name], 1.0, t0, perm, bsz, m, visit,
@@ -436,7 +459,8 @@ def test_layer_level_joint_perturbation():
     model = mlp_bn()
     x, y = mlp_data()
     rec = Recorder(CachedEvaluator(model))
-    opt = RSO(model, x, y, cycles=2, batch_size=16, seed=seed, level="layer", evaluator=rec)
+    opt = RSO(model, x, y, cycles=2, batch_size=16, seed=seed, level="layer", evaluator=rec, recipe="paper",
+              weight_decay=0)
     g = groups_by_name(model)
     assert [(u.name, u.trials) for u in opt.units] == MLP_UNITS
     assert opt.total_trials_per_cycle == model.num_params == 47
@@ -482,7 +506,8 @@ def test_network_level_joint_perturbation():
     model = mlp_bn()
     x, y = mlp_data()
     rec = Recorder(CachedEvaluator(model))
-    opt = RSO(model, x, y, cycles=1, batch_size=16, seed=seed, level="network", joint_scale=js, evaluator=rec)
+    opt = RSO(model, x, y, cycles=1, batch_size=16, seed=seed, level="network", joint_scale=js, evaluator=rec,
+              weight_decay=0)
     P = model.num_params
     assert [(u.name, u.trials) for u in opt.units] == [("network", P)]
     g = groups_by_name(model)
@@ -542,7 +567,15 @@ def test_no_two_trials_share_a_normal(monkeypatch, level):
             draws.append((offset, offset + n))
         return normal(seed, stream, offset, n, *args, **kwargs)
 
+    fused_normal = rso_module.kernels.normal
+
+    def recording_fused(seed, stream, offset, n, *args, **kwargs):  # the joint levels' draw on a GPU
+        if stream == STREAM_DELTA:
+            draws.append((offset, offset + n))
+        return fused_normal(seed, stream, offset, n, *args, **kwargs)
+
     monkeypatch.setattr(rso_module, "normal", recording_normal)
+    monkeypatch.setattr(rso_module.kernels, "normal", recording_fused)
     model = models.mlp([20, 6, 5, 3], seed=2)  # tensors of 120, 6, 30, 5, 15, 3 parameters
     x = minirso.asarray(np.random.default_rng(1).normal(size=(8, 20)).astype(np.float32))
     y = minirso.asarray(np.arange(8) % 3)
@@ -562,27 +595,38 @@ def test_no_two_trials_share_a_normal(monkeypatch, level):
 
 
 def test_contiguous_batches_are_slices_of_one_permutation():
-    """Authors' code: the pool is shuffled once per tensor, each trial takes the next contiguous slice
-    (batches disjoint, together the whole pool; then they repeat)."""
+    """Authors' code: the pool is shuffled once per weight tensor, each trial takes the next contiguous slice
+    (batches disjoint, together the whole pool; then they repeat).  A bias or BatchNorm tensor reads the order
+    of the weight tensor before it from its first batch (train.py l.228 ``reset()``); the first layer's weight
+    continues, from cycle 2 on, where the last tensor sharing its order left the iterator (l.178-180)."""
     seed, n, bsz = 4, 48, 16
     model = mlp_bn()
     x, y = mlp_data(n)
     rec = Recorder(CachedEvaluator(model))
     opt = RSO(model, x, y, cycles=2, batch_size=bsz, seed=seed, evaluator=rec)
     opt.run()
-    t, perms = 0, []
+    names = [name for name, _ in MLP_UNITS]
+    # by hand: fc1.weight (layer 0) shares its order with fc1.bias, bn1.beta and bn1.gamma; bn1.gamma's 4 trials
+    # leave the iterator at batch 4 mod 3 = 1, where fc1.weight starts in cycle 2
+    start = {(1, "fc1.weight"): 1}
+    t, perms = 0, {}
     for c in range(2):
         for ui, (name, size) in enumerate(MLP_UNITS):
             rows = [rec.calls[t + k]["rows"] for k in range(size)]
-            first = np.concatenate(rows[:3])
+            s0 = start.get((c, name), 0)
+            first = np.concatenate([rows[(3 - s0 + k) % 3] for k in range(3)])  # batches 0, 1, 2 of the order
             assert np.array_equal(np.sort(first), np.arange(n))  # 3 disjoint slices covering the pool
             for k in range(size):
-                assert np.array_equal(rows[k], rows[k % 3])  # m = N // B = 3 batches, then they repeat
-            perm = pool_perm(seed, c, ui, len(MLP_UNITS), n)
+                assert np.array_equal(rows[k], first[(s0 + k) % 3 * bsz : ((s0 + k) % 3 + 1) * bsz])  # m = 3
+            perm = pool_perm(seed, c, pool_owner(names, ui), len(MLP_UNITS), n)
             assert np.array_equal(first, perm)
-            perms.append(first)
+            perms[c, name] = first
             t += size
-    assert all(not np.array_equal(perms[0], p) for p in perms[1:])  # a fresh shuffle per tensor and cycle
+    for c in range(2):
+        assert np.array_equal(perms[c, "fc2.bias"], perms[c, "fc2.weight"])
+        assert all(np.array_equal(perms[c, v], perms[c, "fc1.weight"]) for v in ("fc1.bias", "bn1.beta", "bn1.gamma"))
+    own = [perms[c, v] for c in range(2) for v in ("fc2.weight", "fc1.weight")]
+    assert all(not np.array_equal(a, b) for i, a in enumerate(own) for b in own[i + 1 :])  # fresh per weight, cycle
 
 
 def test_contiguous_separate_batches_per_candidate():
@@ -633,49 +677,47 @@ def test_uniform_batches(shared):
 # ---- 8. weight decay (authors' code) --------------------------------------------------------------
 
 def test_weight_decay_before_each_trial():
-    """Authors' code: before each weight's trial, w *= 1 - wd (wd = 1e-4 there), for weight tensors only."""
-    wd = 0.01
+    """Authors' code (train.py l.77, l.103): before each trial, w64 = w * (1 - wd) in float64 (wd = 1e-4 there),
+    for EVERY tensor, BatchNorm gamma and beta included; the candidates are float32(w64 +- Delta)."""
+    wd, seed = 0.01, 3
     model = mlp_bn()
     x, y = mlp_data()
     rec = Recorder(CachedEvaluator(model))
-    opt = RSO(model, x, y, cycles=1, batch_size=16, weight_decay=wd, evaluator=rec)
+    opt = RSO(model, x, y, cycles=1, batch_size=16, weight_decay=wd, evaluator=rec, seed=seed)
     names = [n for n, size in MLP_UNITS for _ in range(size)]
-    decayed = 0
+    z = _np(normal(seed, STREAM_DELTA, 0, 47, np, dtype=np.float64))
+    rounded_apart = 0
     for t in range(47):
         before = _np(model.params).copy()
         info = opt.step()
         call = rec.calls[t]
         i = call["sl"].start
-        if names[t].endswith(".weight"):
-            assert call["cands"][0, 0] == np.float32(before[i]) * np.float32(1 - wd)
-            assert call["cands"][0, 0] != before[i]
-            decayed += 1
-        else:
-            assert call["cands"][0, 0] == before[i]
+        w64 = np.float64(before[i]) * (1 - wd)
+        d = MLP_SIGMA[names[t]] * z[t]  # cycle 1 of 1: factor 1
+        assert list(call["cands"][:, 0]) == [np.float32(w64), np.float32(w64 + d), np.float32(w64 - d)], names[t]
+        assert call["cands"][0, 0] != before[i] or before[i] == 0  # (BatchNorm beta starts at 0)
+        # float32 arithmetic would round differently: w * float32(1 - wd), then + Delta
+        w32 = np.float32(before[i]) * np.float32(1 - wd)
+        rounded_apart += (np.float32(w32 + np.float32(d)) != call["cands"][1, 0]) or (w32 != call["cands"][0, 0])
         if info["decision"] == "keep":  # a rejected trial keeps the decayed weight
             assert _np(model.params)[i] == call["cands"][0, 0]
-    assert decayed == 32
+    assert rounded_apart > 0  # the test can tell float64 from float32 decay
 
 
 def test_weight_decay_joint_levels():
-    """With level="layer" / "network" the decay multiplies every weight-kind parameter of the trial's slice."""
+    """With level="layer" / "network" the decay multiplies every parameter of the trial's slice, in float64."""
     wd = 0.02
     for level in ("layer", "network"):
         model = mlp_bn()
         x, y = mlp_data()
         rec = Recorder(CachedEvaluator(model))
         opt = RSO(model, x, y, cycles=1, batch_size=16, weight_decay=wd, level=level, evaluator=rec)
-        g = groups_by_name(model)
-        is_w = np.zeros(model.num_params, bool)
-        for name in ("fc1.weight", "fc2.weight"):
-            is_w[g[name].slice] = True
         for t in range(15):
             before = _np(model.params).copy()
             opt.step()
             call = rec.calls[t]
             sl = call["sl"]
-            want = before[sl].copy()
-            want[is_w[sl]] = want[is_w[sl]] * np.float32(1 - wd)
+            want = (before[sl].astype(np.float64) * (1 - wd)).astype(np.float32)
             assert np.array_equal(call["cands"][0], want), (level, t)
 
 
@@ -752,7 +794,8 @@ def test_records_and_callback_events():
     model = mlp_bn()
     x, y = mlp_data()
     events = []
-    opt = RSO(model, x, y, cycles=2, batch_size=16, anneal=0.5, callback=lambda e, info: events.append((e, info)))
+    opt = RSO(model, x, y, cycles=2, batch_size=16, anneal=0.5, recipe="paper",
+              callback=lambda e, info: events.append((e, info)))
     first = opt.run_cycle()
     assert [r["name"] for r in first] == [n for n, _ in MLP_UNITS] and all(r["cycle"] == 0 for r in first)
     opt.run()
@@ -849,8 +892,9 @@ def test_mismatched_data_raises():
 
 
 @pytest.mark.parametrize("changed", [{"batch_size": 8}, {"order": "input"}, {"parallel": "neuron"},
-                                     {"seed": 1}, {"level": "layer"}, {"weight_decay": 1e-4}, {"cycles": 1},
-                                     {"sampling": "uniform"}, {"anneal": 0.2}])
+                                     {"seed": 1}, {"level": "layer"}, {"weight_decay": 0.0}, {"cycles": 1},
+                                     {"sampling": "uniform"}, {"anneal": 0.2}, {"recipe": "paper"},
+                                     {"bn_rows": 100}])
 def test_load_state_dict_with_other_hyperparameter_raises(changed):
     """A checkpoint is only valid for the hyperparameters it was made with: the error names the one that differs
     (a LARGER cycles extends the run, see test_rso.py; a smaller one is refused)."""

@@ -1,6 +1,6 @@
-"""Child process of the SIGKILL test in tests/test_checkpoint.py: saves checkpoints to one path forever.
+"""Child process of the SIGKILL test in tests/checkpoint/test_atomic.py: saves checkpoints to one path forever.
 
-    python tests/_save_loop.py PATH
+    python tests/checkpoint/save_loop.py PATH
 
 Save number i writes version ``i % 2`` of :func:`versions` with ``meta={"counter": i, "version": i % 2}``,
 with ``keep_previous`` on for every other pair of saves, so both code paths get killed.  After the
@@ -25,7 +25,8 @@ def versions():
         _perturb(model, rng)
         state = {"type": "Fake", "hyperparameters": {"version": v, "sigma0": 0.5 + v},
                  "state": {"step": 1000 + v, "sigma": 0.25 * (v + 1), "mu": rng.normal(size=model.num_params),
-                           "records": [{"cycle": c, "name": f"t{c}", "loss": float(rng.random())} for c in range(3 + v)]}}
+                           "records": [{"cycle": c, "name": f"t{c}", "loss": float(rng.random())}
+                                       for c in range(3 + v)]}}
         history = {"eval": [{"cycle": c, "test_accuracy": float(rng.random())} for c in range(4 + v)],
                    "loss": rng.random(50 + v)}
         out.append((model, state, history))
@@ -35,7 +36,7 @@ def versions():
 def _perturb(model, rng):
     """Asymmetric random parameters and BatchNorm statistics, so that a mix-up of tensors shows."""
     model.params[...] = minirso.asarray(rng.normal(0.0, 0.5, model.num_params).astype(numpy.float32))
-    for name, buf in model.buffers().items():
+    for buf in model.buffers().values():
         buf[...] = minirso.asarray(rng.random(buf.shape).astype(numpy.float32) + 0.5)
 
 

@@ -1,0 +1,1 @@
+"""Tests of minirso.checkpoint, one file per module of the package."""
