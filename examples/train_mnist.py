@@ -131,6 +131,8 @@ def parse_args(argv=None):
                    help="continue the run stored in --checkpoint (its arguments: only --cycles (larger) and "
                         "--data-dir, --backend, --checkpoint-every-trials, --json, --no-progress may differ)")
     p.add_argument("--seed", type=int, default=72, help="seed of the RSO random numbers (the net's init uses 420)")
+    p.add_argument("--recipe", choices=["authors", "paper"], default="authors",
+                   help="the authors' code (default) or the paper's text where it speaks (minirso.optim.RSO)")
     p.add_argument("--json", help="write the final metrics to this JSON file")
     p.add_argument("--smoke", action="store_true", help="a few-second run on a small net and subset (CI)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -161,9 +163,9 @@ def main(argv=None) -> int:
     x_test, y_test = minirso.asarray(x_test), minirso.asarray(y_test)
 
     # 2. the network of RSO sec. 4.1 (the authors' init seed) and Algorithm 1
-    model = models.rso_mnist(seed=420, channels=channels, recipe="authors")  # global max pool, BN eps 1e-3
+    model = models.rso_mnist(seed=420, channels=channels, recipe=args.recipe)  # global max pool, BN eps 1e-3
     optimizer = RSO(model, x, y, cycles=cycles, batch_size=batch_size, trials_per_batch=per_batch,
-                    seed=args.seed, recipe="authors", evaluator="incremental")
+                    seed=args.seed, recipe=args.recipe, evaluator="incremental")
     print(f"RSO on {model.num_params:,} parameters, {len(y):,} training images, backend "
           f"{minirso.backend_name()}: {cycles} cycles, batch {batch_size}, {per_batch} trial(s) per batch")
 

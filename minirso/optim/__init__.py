@@ -12,12 +12,12 @@ from . import reference
 from .amc import AMC, Metropolis
 from .amc_core import AMCCore
 from .amc_loss import AMCLoss, MinibatchLoss, RecordingLoss
-from .base import Optimizer
+from .base import Optimizer, TrainableOptimizer
 from .chains import AMCChains, ChainsLoss
 from .evaluate import CachedEvaluator
 from .incremental import IncrementalEvaluator
 from .model_loss import ModelLoss
 from .rso import RSO, sweep_groups
 
-__all__ = ["Optimizer", "RSO", "AMC", "Metropolis", "AMCChains", "ChainsLoss", "AMCCore", "AMCLoss", "MinibatchLoss",
+__all__ = ["Optimizer", "TrainableOptimizer", "RSO", "AMC", "Metropolis", "AMCChains", "ChainsLoss", "AMCCore", "AMCLoss", "MinibatchLoss",
            "RecordingLoss", "CachedEvaluator", "IncrementalEvaluator", "ModelLoss", "sweep_groups", "reference"]

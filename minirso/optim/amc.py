@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 
 from .amc_core import STREAM_ACCEPT, STREAM_DATA, STREAM_PROPOSAL, AMCCore, check_params, check_settings
-from .base import check_seed
+from .base import check_seed, per_sample
 
 __all__ = ["AMC", "Metropolis", "STREAM_PROPOSAL", "STREAM_ACCEPT", "STREAM_DATA"]
 
@@ -99,6 +99,30 @@ class AMC(AMCCore):
     def acceptance_rate(self) -> float:
         total = self.accepted + self.rejected
         return self.accepted / total if total else math.nan
+
+    # ---- what the Trainer drives (minirso.optim.base.TrainableOptimizer) ---------------------------
+    label, schedule, table = "aMC", "step", "steps"
+
+    def position(self) -> dict:
+        return {"step": self.step_count}
+
+    def batch_loss(self) -> float:
+        """U of the current parameters per sample (:func:`~minirso.optim.base.per_sample`): a summed loss is
+        divided by the rows it was computed on (the minibatch selected for the last step, else all the data)."""
+        f = self.loss_fn
+        if self.loss is None:
+            return math.nan
+        return per_sample(self.loss, getattr(f, "loss_fn", None),  # ModelLoss names its loss function
+                          lambda: int(f.rows.shape[0]) if f.rows is not None else f.num_samples)
+
+    def report(self) -> dict:
+        return {"tried": self.step_count, "accepted": self.accepted, "batch_loss": self.batch_loss(),
+                "sigma": self.sigma}
+
+    def history_rows(self, every: int) -> list:
+        """A "steps" row every ``every`` steps: ``{"step", "batch_loss", "sigma"}`` (the Trainer adds the rest)."""
+        n = self.step_count
+        return [{"step": n, "batch_loss": self.batch_loss(), "sigma": self.sigma}] if n % every == 0 else []
 
 
 class Metropolis(AMC):

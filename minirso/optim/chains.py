@@ -40,7 +40,7 @@ from ..losses import resolve_loss
 from ..nn import Dense, Flatten, Identity, LayerNorm, ReLU, Softmax, Tanh
 from ..nn import functional as F
 from .amc_core import AMCCore, check_params, check_settings
-from .base import check_seed
+from .base import check_seed, per_sample
 from .evaluate import check_class_labels
 
 __all__ = ["AMCChains", "ChainsLoss"]
@@ -163,8 +163,9 @@ class AMCChains(AMCCore):
             raise ValueError("seeds must differ: chains with one seed draw the same proposals")
         settings = check_settings(sigma0=sigma0, epsilon=epsilon, n_s=n_s, decay=decay)
         super().__init__(params, loss_fn, seeds, settings)
-        self.hyperparameters = {"chains": k, "seeds": self.seeds, "sigma0": settings.sigma0,
-                                "epsilon": settings.epsilon, "n_s": settings.n_s, "decay": settings.decay}
+        self.hyperparameters = {"chains": k, "seeds": list(self.seeds),  # a list: a checkpoint's JSON keeps it
+                                "sigma0": settings.sigma0, "epsilon": settings.epsilon, "n_s": settings.n_s,
+                                "decay": settings.decay}
 
     # the per-chain numbers (K,) on the host
     @property
@@ -197,6 +198,53 @@ class AMCChains(AMCCore):
         n = self.step_count
         accept = self.advance()
         return {"step": n, "loss": self.loss.copy(), "accepted": accept, "sigma": self.sigma.copy()}
+
+    # ---- what the Trainer drives (minirso.optim.base.TrainableOptimizer) ---------------------------
+    label, schedule, table = "aMC chains", "step", "steps"
+
+    def position(self) -> dict:
+        return {"step": self.step_count}
+
+    def best(self) -> int:
+        """The chain with the lowest U (0 before the first step; a NaN U never wins)."""
+        if self.loss is None:
+            return 0
+        return int(numpy.argmin(numpy.where(numpy.isnan(self.loss), numpy.inf, self.loss)))
+
+    def model_params(self):
+        """The best chain's row (P,): what the Trainer's model holds for evaluation and the checkpoint."""
+        return self.params[self.best()]
+
+    def batch_loss(self) -> float:
+        """The best chain's U per sample (:func:`~minirso.optim.base.per_sample`; ChainsLoss sees all its rows)."""
+        f = self.loss_fn
+        if self.loss is None:
+            return float("nan")
+        return per_sample(float(self.loss[self.best()]), getattr(f, "loss_fn", None), lambda: int(f.x.shape[0]))
+
+    def report(self) -> dict:
+        """Counts over all chains (``tried``: K per step); ``sigma``: the best chain's."""
+        return {"tried": self.step_count * self.chains, "accepted": int(self.accepted.sum()),
+                "batch_loss": self.batch_loss(), "sigma": float(self.sigma[self.best()])}
+
+    def history_rows(self, every: int) -> list:
+        """A "steps" row every ``every`` steps: the best chain's ``batch_loss`` and ``sigma``, its index ``best``."""
+        n = self.step_count
+        if n % every:
+            return []
+        best = self.best()
+        return [{"step": n, "best": best, "batch_loss": self.batch_loss(), "sigma": float(self.sigma[best])}]
+
+    # the K rows are not a model's parameters: they are state (a model holds one row, see model_params)
+    def _get_state(self):
+        return {**super()._get_state(), "params": self.params}
+
+    def _set_state(self, s):
+        if numpy.shape(s["params"]) != tuple(self.params.shape):
+            raise ValueError(f"state_dict params has shape {numpy.shape(s['params'])}, "
+                             f"expected {tuple(self.params.shape)}")
+        super()._set_state(s)
+        self.params[...] = self._device(s["params"], self.params)  # in place: the caller's array is the chains'
 
     @property
     def acceptance_rate(self):

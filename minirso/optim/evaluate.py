@@ -15,11 +15,33 @@ current parameters, is :class:`minirso.optim.ModelLoss`.
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import numpy
 
 from ..losses import LOSSES, check_labels, resolve_loss
 
-__all__ = ["CachedEvaluator", "check_class_labels"]
+__all__ = ["RSOEvaluator", "CachedEvaluator", "check_class_labels"]
+
+
+@runtime_checkable
+class RSOEvaluator(Protocol):
+    """What RSO asks of an evaluator (:class:`CachedEvaluator`, :class:`~minirso.optim.IncrementalEvaluator`,
+    or a user's own).
+
+    ``prepare(layer, x, y, keep=())`` is called before each tensor's trials: the inputs of layer ``layer``
+    for the pool ``x`` (labels ``y``) are computed with the model in eval mode; ``keep`` lists later layers
+    whose inputs, passed on the way, stay valid until their turn (an evaluator may ignore it).
+    ``losses(sl, candidates, rows)`` returns the float64 losses (K,) of ``params[sl] = candidates[k]`` on pool
+    rows ``rows`` and leaves ``params`` as it found them.  ``loss_name`` names the loss (``"custom"`` for one
+    given as a callable).
+    """
+
+    loss_name: str
+
+    def prepare(self, layer: int, x, y, keep=()) -> None: ...
+
+    def losses(self, sl: slice, candidates, rows) -> numpy.ndarray: ...
 
 
 def check_class_labels(model, x, y, loss_name: str, who: str):

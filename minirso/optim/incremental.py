@@ -37,13 +37,17 @@ from __future__ import annotations
 import numpy
 
 from ..backend import get_array_module, to_numpy
-from ..nn import AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dense, GlobalAvgPool2d, MaxPool2d, ReLU, Tanh
+from ..nn import (
+    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dense, GlobalAvgPool2d, GlobalMaxPool2d, MaxPool2d, ReLU, Tanh,
+)
 from ..nn import functional as F
 from .evaluate import CachedEvaluator
 
 __all__ = ["IncrementalEvaluator"]
 
-_CHANNEL_LOCAL = (ReLU, Tanh, AvgPool2d, MaxPool2d, GlobalAvgPool2d, BatchNorm1d, BatchNorm2d)
+# layers whose output channel c reads input channel c only; a global pool is one of them (max included: the
+# changed channel is re-pooled in full, nothing assumes the pool is linear in the change)
+_CHANNEL_LOCAL = (ReLU, Tanh, AvgPool2d, MaxPool2d, GlobalAvgPool2d, GlobalMaxPool2d, BatchNorm1d, BatchNorm2d)
 
 
 def _bn_channel(bn, a, c, gamma=None, beta=None):
@@ -61,9 +65,7 @@ def _channel_forward(layer, a, c):
     """Output channel c of a channel-local ``layer`` from its input channel ``a`` (N, 1, ...)."""
     if isinstance(layer, (BatchNorm1d, BatchNorm2d)):
         return _bn_channel(layer, a, c)
-    if isinstance(layer, GlobalAvgPool2d):
-        return a.mean(axis=(2, 3))  # (N, 1)
-    return layer(a)  # ReLU, tanh and pooling act on any number of channels
+    return layer(a)  # ReLU, tanh and (global) pooling act on any number of channels
 
 
 class IncrementalEvaluator(CachedEvaluator):
@@ -84,9 +86,11 @@ class IncrementalEvaluator(CachedEvaluator):
     def _find_targets(model):
         """flat index range -> (top-level layer index, layer, parameter name, shape) for supported tensors."""
         out = []
-        for g, owner, spec in model._bound:
-            if owner is model.layers[g.layer] and isinstance(owner, (Conv2d, Dense, BatchNorm1d, BatchNorm2d)):
-                out.append((g.slice.start, g.slice.stop, g.layer, owner, spec.name, g.shape))
+        for g in model.param_groups:
+            owner = model.layers[g.layer]
+            prefix, name = g.name.rsplit(".", 1)  # "conv1.weight": a top-level layer's own tensor
+            if prefix == owner.name and isinstance(owner, (Conv2d, Dense, BatchNorm1d, BatchNorm2d)):
+                out.append((g.slice.start, g.slice.stop, g.layer, owner, name, g.shape))
         return out
 
     def _target(self, i):

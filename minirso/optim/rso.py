@@ -89,7 +89,7 @@ import numpy
 from .. import kernels
 from ..backend import get_array_module, to_numpy
 from ..random import integers, normal, random_bits
-from .base import Optimizer, check_choice, check_int, check_positive, check_seed
+from .base import Optimizer, check_choice, check_int, check_positive, check_seed, per_sample
 from .evaluate import CachedEvaluator, check_class_labels
 from .incremental import IncrementalEvaluator
 
@@ -181,11 +181,12 @@ class RSO(Optimizer):
 
     ``step()`` makes one trial; ``run_cycle()`` finishes the current cycle;
     ``run()`` all remaining cycles.  Per tensor and cycle a record is appended
-    to ``records``: trials, accepted with +Delta (``plus``), with -Delta
-    (``minus``), ``rejected``, ``nonfinite`` (candidate losses that were NaN or
-    infinite: never accepted), ``mean_loss`` (of the kept candidate), ``sigma``,
-    ``wall_time``.  ``callback(event, info)`` is called with ``"trial"`` (info:
-    cycle, unit, name, position, trials, decision, loss), ``"unit_end"`` (the
+    to ``records`` (in memory, for callers: not part of the state, so after ``load_state_dict``
+    it holds only the tensors finished since; the Trainer's "layers" history is the persisted
+    log): trials, accepted with +Delta (``plus``), with -Delta (``minus``), ``rejected``,
+    ``nonfinite`` (candidate losses that were NaN or infinite: never accepted), ``mean_loss``
+    (of the kept candidate), ``sigma``, ``wall_time``.  ``callback(event, info)`` is called with
+    ``"trial"`` (info: cycle, unit, name, position, trials, decision, loss), ``"unit_end"`` (the
     record) and ``"cycle_end"`` ({"cycle": c}).
 
     Hyperparameters (ValueError names a bad one): ``batch_size`` (5000),
@@ -263,8 +264,12 @@ class RSO(Optimizer):
             "seed": check_seed(seed), "cache_chunk": cache_chunk,
         }
         self.units = self._build_units()
-        self.records = []
+        self.records = []  # in memory only (see the class docstring)
         self.cycle = self.unit = self.pos = self.trial = self.batches = 0
+        self.accepted = 0  # trials of the run that changed the parameters (+Delta or -Delta kept)
+        # reports are per sample: every candidate is scored on batch_size rows (its own or a shared batch);
+        # 1 / batch_size for the summed loss, else 1 (a user's evaluator may name no loss_fn)
+        self._per_sample = per_sample(1.0, getattr(self.evaluator, "loss_fn", None), batch_size)
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
         self._base = self._pending = None  # parallel search: the tensor at its start / merged results
         self._ready = False  # cache, pool order and noise of the current unit built?
@@ -328,6 +333,53 @@ class RSO(Optimizer):
         trainer checkpoints only there.  With ``trials_per_batch = 1`` that is every trial.
         """
         return self.pos % self.hyperparameters["trials_per_batch"] == 0
+
+    # ---- what the Trainer drives (minirso.optim.base.TrainableOptimizer) ---------------------------
+    label, schedule, table = "RSO", "cycle", "layers"
+
+    @property
+    def params(self):
+        return self.model.params
+
+    @property
+    def end(self) -> int:
+        return self.hyperparameters["cycles"]
+
+    def position(self) -> dict:
+        return {"cycle": self.cycle, "trials": self.trial}  # cycle: the cycles completed
+
+    @property
+    def safe_point(self) -> bool:
+        return self.at_batch_start
+
+    def where(self, end=None) -> str:
+        cycles = self.hyperparameters["cycles"]
+        if self.done:
+            return f"trial {self.trial} (all {cycles} cycles done)"
+        if self.cycle and self.unit == 0 and self.pos == 0:
+            return f"trial {self.trial} (end of cycle {self.cycle} of {cycles})"
+        return f"trial {self.trial} (cycle {self.cycle + 1} of {cycles})"
+
+    def report(self) -> dict:
+        """``sigma``: the annealing factor of the last trial's cycle; ``batch_loss``: the mean kept loss of the
+        current tensor's trials, per sample; ``part``: the tensor in progress and its trials done."""
+        st, u = self._stats, self.units[self.unit]
+        last = self.cycle - (self.cycle > 0 and self.unit == 0 and self.pos == 0)
+        loss = st["loss_sum"] / st["loss_count"] if st["loss_count"] else math.nan
+        return {"tried": self.trial, "accepted": self.accepted, "sigma": self.sigma_factor(last),
+                "batch_loss": loss * self._per_sample,
+                "part": (u.name, self.pos, u.trials)}
+
+    def history_rows(self, every=None) -> list:
+        """The "layers" row of the tensor the last step finished (none inside a tensor): its record with cycles
+        counted from 1, ``batch_loss`` per sample instead of ``mean_loss``, and ``acceptance``."""
+        if self.pos != 0 or not self.records:
+            return []
+        r = self.records[-1]
+        row = {k: v for k, v in r.items() if k != "mean_loss"}
+        row.update(cycle=r["cycle"] + 1, batch_loss=r["mean_loss"] * self._per_sample,
+                   acceptance=(r["plus"] + r["minus"]) / r["trials"] if r["trials"] else math.nan)
+        return [row]
 
     @property
     def total_trials_per_cycle(self) -> int:
@@ -552,6 +604,7 @@ class RSO(Optimizer):
         st = self._stats
         st["trials"] += 1
         st[("rejected", "plus", "minus")[best]] += 1
+        self.accepted += best != 0
         st["nonfinite"] += int((~finite[1:]).sum())
         if finite[best]:
             st["loss_sum"] += float(losses[best])
@@ -597,7 +650,7 @@ class RSO(Optimizer):
     # ---- state ---------------------------------------------------------------------------------
     def _get_state(self):
         s = {"cycle": self.cycle, "unit": self.unit, "pos": self.pos, "trial": self.trial,
-             "batches": self.batches, "records": [dict(r) for r in self.records]}
+             "batches": self.batches, "accepted": self.accepted}  # records: not state (the class docstring)
         s.update({f"stat_{k}": v for k, v in self._stats.items()})
         empty = numpy.zeros(0, numpy.float32)
         s["base"] = self._base if self._base is not None else empty
@@ -611,7 +664,11 @@ class RSO(Optimizer):
 
     def _set_state(self, s):
         self.cycle, self.unit, self.pos = int(s["cycle"]), int(s["unit"]), int(s["pos"])
-        self.trial, self.batches = int(s["trial"]), int(s["batches"])
+        if "accepted" not in s:
+            raise ValueError("state_dict is from an older minirso: its RSO state holds 'records' and no 'accepted' "
+                             "(the trainer's history now holds the log); continue that run with the version that "
+                             "saved it")
+        self.trial, self.batches, self.accepted = int(s["trial"]), int(s["batches"]), int(s["accepted"])
         if not (0 <= self.unit < len(self.units) and 0 <= self.pos < self.units[self.unit].trials):
             raise ValueError(f"state_dict position (unit {self.unit}, trial {self.pos}) does not fit this model")
         sig = numpy.asarray(s["unit_sigma"])
@@ -623,7 +680,7 @@ class RSO(Optimizer):
             if sig.shape != (len(self.units),):
                 raise ValueError(f"state_dict unit_sigma has {sig.size} entries, this model has {len(self.units)} tensors")
             self.units = [replace(u, sigma=float(v)) for u, v in zip(self.units, sig)]
-        self.records = [dict(r) for r in s["records"]]
+        self.records = []  # the in-memory log restarts: a resumed run's earlier tensors are in the trainer's history
         self._stats = {k: s[f"stat_{k}"] for k in _STAT_KEYS}
         if s["has_parallel"]:
             self._base = self._device(s["base"], self.model.params)

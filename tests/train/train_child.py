@@ -1,6 +1,6 @@
-"""A user's training script for tests/test_train.py: RSO on a tiny model, stopped by a real signal.
+"""A user's training script for tests/train/test_resume.py: RSO on a tiny model, stopped by a real signal.
 
-``python tests/_train_child.py CHECKPOINT OUT.npy [--slow] [--configs N]``: resume from CHECKPOINT if it
+``python tests/train/train_child.py CHECKPOINT OUT.npy [--slow] [--configs N]``: resume from CHECKPOINT if it
 exists, train to the end (checkpoints every 100 trials; the trainer's metrics log beside it) and save the
 final params to OUT.npy; print "all done" and exit 0.  ``--configs N`` loops over N configurations (RSO
 seeds 11, 12, ...) the way a sweep script does, printing "config i" before each; configuration i uses
