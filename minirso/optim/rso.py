@@ -76,52 +76,31 @@ tensor of cycle c is ``argsort`` of 64-bit keys ``random_bits(seed,
 STREAM_DATA, 2 N (c U + o), 2 N)``, o = u for a weight tensor and o = the index of
 the weight tensor whose order it reuses (item 3) otherwise; uniform rows of batch b are
 ``floor(N * uniform(seed, STREAM_DATA_UNIFORM, b B, B))``.
+
+Where things live: the schedule (units, sigmas, pool orders, rows, normal offsets: pure functions of
+the position) is :mod:`minirso.optim.rso_schedule`; the variants' pieces (joint perturbations, parallel
+search) are :mod:`minirso.optim.rso_variants`; this file is Algorithm 1 and its bookkeeping.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy
 
-from .. import kernels
-from ..backend import get_array_module, to_numpy
-from ..random import integers, normal, random_bits
+from ..backend import get_array_module
+from ..random import normal
 from .base import Optimizer, check_choice, check_int, check_positive, check_seed, per_sample
 from .evaluate import CachedEvaluator, check_class_labels
 from .incremental import IncrementalEvaluator
+from .rso_schedule import STREAM_DATA, STREAM_DATA_UNIFORM, STREAM_DELTA, Schedule, Unit, sweep_groups
+from .rso_variants import ParallelSearch, joint_candidates
 
-__all__ = ["RSO", "decide", "sweep_groups", "STREAM_DELTA", "STREAM_DATA", "STREAM_DATA_UNIFORM"]
+__all__ = ["RSO", "decide", "sweep_groups", "Unit", "STREAM_DELTA", "STREAM_DATA", "STREAM_DATA_UNIFORM"]
 
-STREAM_DELTA = 0x52534F01  # "RSO" 1: perturbations
-STREAM_DATA = 0x52534F02  # pool order per tensor
-STREAM_DATA_UNIFORM = 0x52534F03  # uniformly drawn batch rows
-
-_NORM_KINDS = ("bn_scale", "bn_shift", "ln_scale", "ln_shift")
 _STAT_KEYS = ("trials", "plus", "minus", "rejected", "nonfinite", "loss_sum", "loss_count", "wall_time")
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One entry of the sweep: a parameter tensor (or, at ``level="network"``, all of them).
-
-    ``sl``: its slice of the flat buffer; ``layer``: the top-level layer whose
-    cached input its trials start from; ``sigma``: base std (scalar, or per
-    parameter at the network level); ``trials``: trials per cycle;
-    ``order``: flat indices (within ``sl``) in visiting order (weight level);
-    ``neuron``: elements per output neuron (its leading axis).
-    """
-
-    name: str
-    sl: slice
-    layer: int
-    kind: str
-    sigma: object
-    trials: int
-    order: numpy.ndarray | None
-    neuron: int
 
 
 def _make_evaluator(evaluator, model, loss, chunk):
@@ -132,36 +111,6 @@ def _make_evaluator(evaluator, model, loss, chunk):
     if isinstance(evaluator, str):
         raise ValueError(f"evaluator must be 'plain', 'incremental' or an object, got {evaluator!r}")
     return evaluator
-
-
-def sweep_groups(model, direction="backward"):
-    """The model's parameter groups in RSO order (see the module docstring).
-
-    Stages: a "weight" tensor starts a stage; biases and normalisation tensors
-    join the stage before them (a BatchNorm belongs to the conv it follows; a
-    residual block's shortcut tensors are placed before its body);
-    inside a stage, normalisation shifts come before their scales (beta, then
-    gamma, as the authors' code).  ``"backward"`` reverses the stage order.
-    """
-    # a residual block's shortcut tensors go before its body, so that the normalisation after the block
-    # joins the body's last conv (whose output it normalises together with the skip)
-    shortcut = tuple(f"{top.name}.{c.name}." for top in model.layers for c in getattr(top, "shortcut", []))
-    groups = sorted(model.param_groups, key=lambda g: (g.layer, not g.name.startswith(shortcut)))  # stable
-    stages = []
-    for g in groups:
-        if g.kind == "weight" or not stages:
-            stages.append([])
-        stages[-1].append(g)
-    ordered = []
-    for st in stages:
-        for i in range(len(st) - 1):  # swap each (scale, shift) pair of one norm layer to (shift, scale)
-            a, b = st[i], st[i + 1]
-            if a.kind.endswith("_scale") and b.kind.endswith("_shift") and a.name.rsplit(".", 1)[0] == b.name.rsplit(".", 1)[0]:
-                st[i], st[i + 1] = b, a
-        ordered.append(st)
-    if direction == "backward":
-        ordered.reverse()
-    return [g for st in ordered for g in st]
 
 
 def decide(losses):
@@ -219,7 +168,8 @@ class RSO(Optimizer):
     def __init__(self, model, x, y, *, cycles: int, batch_size: int = 5000, anneal: float = 0.1,
                  sigma="kaiming", norm_sigma: float = 0.167, direction: str = "backward", order: str = "output",
                  sampling: str = "contiguous", shared_batch: bool = True, recipe: str = "authors",
-                 weight_decay: float = 1e-4, bn_rows: int = 2000, loss="cross_entropy", level: str = "weight", joint_scale: float = 0.1, parallel=None,
+                 weight_decay: float = 1e-4, bn_rows: int = 2000, loss="cross_entropy", level: str = "weight",
+                 joint_scale: float = 0.1, parallel=None,
                  trials_per_batch: int = 1, seed: int = 0, cache_chunk: int = 2000, evaluator=None, callback=None):
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"RSO: x has {x.shape[0]} samples but y has {y.shape[0]}")
@@ -263,7 +213,7 @@ class RSO(Optimizer):
             "trials_per_batch": trials_per_batch,
             "seed": check_seed(seed), "cache_chunk": cache_chunk,
         }
-        self.units = self._build_units()
+        self.plan = Schedule(model, self.hyperparameters, n)  # the units, sigmas, rows and normals (rso_schedule)
         self.records = []  # in memory only (see the class docstring)
         self.cycle = self.unit = self.pos = self.trial = self.batches = 0
         self.accepted = 0  # trials of the run that changed the parameters (+Delta or -Delta kept)
@@ -271,52 +221,19 @@ class RSO(Optimizer):
         # 1 / batch_size for the summed loss, else 1 (a user's evaluator may name no loss_fn)
         self._per_sample = per_sample(1.0, getattr(self.evaluator, "loss_fn", None), batch_size)
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
-        self._base = self._pending = None  # parallel search: the tensor at its start / merged results
+        self._parallel = None  # parallel search (sec. 4.6) over the current tensor, or None
         self._ready = False  # cache, pool order and noise of the current unit built?
-        self._batch0 = 0  # contiguous sampling: pool batch of the unit's first trial (first_batch)
+        self._batch0 = 0  # contiguous sampling: pool batch of the unit's first trial (Schedule.first_batch)
 
     # ---- the schedule --------------------------------------------------------------------------
-    def _base_sigma(self, g):
-        hp = self.hyperparameters
-        if g.kind in _NORM_KINDS:
-            return hp["norm_sigma"]
-        if g.kind == "weight" and hp["sigma"] == "std":
-            return float(numpy.std(to_numpy(self.model.params[g.slice])))  # the paper's sigma_d (sec. 3)
-        if isinstance(hp["sigma"], float):
-            return hp["sigma"]
-        return math.sqrt(2.0 / g.fan_in)
-
-    def _build_units(self):
-        hp = self.hyperparameters
-        groups = sweep_groups(self.model, hp["direction"])
-        if hp["level"] == "network":
-            p = self.model.params
-            sig = numpy.empty(p.size, numpy.float32)
-            for g in groups:
-                sig[g.slice] = self._base_sigma(g)
-            return [Unit("network", slice(0, p.size), 0, "network", sig, p.size, None, p.size)]
-        units = []
-        for g in groups:
-            neuron = g.size // g.shape[0]
-            idx = numpy.arange(g.size)
-            if hp["order"] == "input" and len(g.shape) >= 2:
-                # input-channel-major: all (output, taps) of input channel 0 first, then channel 1, ...
-                idx = idx.reshape(g.shape).swapaxes(0, 1).reshape(-1)
-            units.append(Unit(g.name, g.slice, g.layer, g.kind, self._base_sigma(g), g.size,
-                              idx if hp["level"] == "weight" else None, neuron))
-        return units
+    @property
+    def units(self) -> list:
+        """The sweep: one :class:`Unit` per tensor (or one for the network), in visiting order."""
+        return self.plan.units
 
     def sigma_factor(self, cycle: int) -> float:
-        """Linear annealing of sigma over the current ``cycles`` E, cycle c = 0..E-1 (module docstring, item 1).
-
-        ``"authors"``: ``a + (1 - a)(E - c)/E`` (train.py l.465), from 1 down to ``a + (1 - a)/E``;
-        ``"paper"``: ``a + (1 - a)(E - 1 - c)/(E - 1)``, from 1 down to ``a`` (sec. 4.1).  E = 1 gives 1.
-        """
-        e = self.hyperparameters["cycles"]
-        a = self.hyperparameters["anneal"]
-        if self.hyperparameters["recipe"] == "authors":
-            return a + (1.0 - a) * (e - cycle) / e
-        return 1.0 if e == 1 else a + (1.0 - a) * (e - 1 - cycle) / (e - 1)
+        """The annealing factor of cycle ``cycle`` (module docstring, item 1; :meth:`Schedule.sigma_factor`)."""
+        return self.plan.sigma_factor(cycle)
 
     @property
     def done(self) -> bool:
@@ -386,93 +303,37 @@ class RSO(Optimizer):
         return sum(u.trials for u in self.units)
 
     # ---- per-unit set-up -----------------------------------------------------------------------
-    def _width(self, u):
-        return 1 if self.hyperparameters["level"] == "weight" else u.sl.stop - u.sl.start
-
     def _begin_unit(self):
         """Cache the unit's layer inputs, draw its pool order and (weight level) its normals."""
-        hp, u = self.hyperparameters, self.units[self.unit]
+        hp, u, plan = self.hyperparameters, self.units[self.unit], self.plan
         if u.layer > 0:
             # item 2: running statistics from the first bn_rows rows (train.py l.556-565), the cache in eval mode
             self.model.reestimate_batchnorm(self.x[: hp["bn_rows"]])
             self.model.eval()
         try:
-            if isinstance(self.evaluator, CachedEvaluator):
-                self.evaluator.prepare(u.layer, self.x, self.y, keep=self._inputs_to_keep())
-            else:
-                self.evaluator.prepare(u.layer, self.x, self.y)
+            self.evaluator.prepare(u.layer, self.x, self.y, keep=plan.inputs_to_keep(self.unit))
         finally:
             self.model.train()  # the trials: each batch's own statistics
-        xp = get_array_module(self.model.params)
-        n = self.x.shape[0]
         if hp["sampling"] == "contiguous":
-            owner = self.pool_owner(self.unit)
-            self._batch0 = self.first_batch(self.cycle, self.unit)
-            key = (self.cycle * len(self.units) + owner) * 2 * n
-            w = random_bits(hp["seed"], STREAM_DATA, key, 2 * n, numpy).reshape(n, 2).astype(numpy.uint64)
-            keys = (w[:, 0] << numpy.uint64(32)) | w[:, 1]  # (N,) 64-bit sort keys: ties have probability ~N^2/2^65
-            self._perm = xp.asarray(numpy.argsort(keys, kind="stable"))  # (N,) the pool order for this unit
+            self._batch0 = plan.first_batch(self.cycle, self.unit)
+            self._perm = get_array_module(self.model.params).asarray(plan.pool_order(self.cycle, self.unit))  # (N,)
         if hp["level"] == "weight":  # the normals of all the unit's trials (also right after a mid-unit resume)
             t0 = self.delta_offset(pos=0)
             self._z = normal(hp["seed"], STREAM_DELTA, t0, u.trials, numpy, dtype=numpy.float64)  # (trials,)
         if self.pos == 0:
             self._stats = dict.fromkeys(_STAT_KEYS, 0)
-            if hp["parallel"] is not None and u.kind == "weight":
-                self._base = self.model.params[u.sl].copy()  # the tensor's state at the start of the unit
-                self._pending = self._base.copy()  # merged results so far
-            else:
-                self._base = self._pending = None
+            self._parallel = None
+            if hp["parallel"] is not None and u.kind == "weight":  # the tensor's state at the start of the unit
+                self._parallel = ParallelSearch(hp["parallel"], self.model.params[u.sl].copy())
         self._ready = True
 
     def pool_owner(self, unit: int) -> int:
-        """The unit whose pool order unit ``unit`` reads (module docstring, item 3).
-
-        A weight tensor reads its own; a normalisation or bias tensor the weight tensor swept last before
-        it in the cycle (its conv or dense layer: the authors' BatchNorm trials ``reset()`` their conv's
-        data iterator, train.py l.228); itself when no weight tensor came before it in the cycle.
-        """
-        for v in range(unit, -1, -1):
-            if self.units[v].kind in ("weight", "network"):
-                return v
-        return unit
-
-    def _batches(self, u) -> int:
-        """Mini-batches one unit draws from its pool in a cycle."""
-        hp = self.hyperparameters
-        return -(-u.trials // hp["trials_per_batch"]) * (1 if hp["shared_batch"] else 3)
+        """The unit whose pool order ``unit`` reads (item 3; :meth:`Schedule.pool_owner`)."""
+        return self.plan.pool_owner(unit)
 
     def first_batch(self, cycle: int, unit: int) -> int:
-        """Index (mod N // B) of the first mini-batch of ``unit`` in ``cycle``, contiguous sampling.
-
-        0 for every unit but the first layer's weight tensor from the second cycle on (module docstring,
-        item 4): the authors' conv-1 iterator is reshuffled each cycle but not reset (train.py l.178-180),
-        so it starts where the tensors sharing its pool left it in the previous cycle.
-        """
-        u = self.units[unit]
-        if cycle == 0 or u.layer != 0 or u.kind != "weight" or self.pool_owner(unit) != unit:
-            return 0
-        m = self.x.shape[0] // self.hyperparameters["batch_size"]
-        sharing = [v for v in range(len(self.units)) if self.pool_owner(v) == unit]
-        last = max(sharing, key=lambda v: (v - unit) % len(self.units))  # the last of them in sweep order
-        if last == unit:  # no normalisation tensor resets the iterator: it just goes on
-            return (self.first_batch(cycle - 1, unit) + self._batches(u)) % m
-        return self._batches(self.units[last]) % m
-
-    def _inputs_to_keep(self):
-        """Layers of the cycle's later units whose pool inputs, computed now, are still valid when reached.
-
-        A unit's layer input depends only on the layers below it, so it stays
-        valid while every unit in between changes layers at or above it.  In
-        the backward sweep that holds for every conv / dense layer (one forward
-        pass per cycle then caches them all); a BatchNorm right after the conv
-        just changed is not kept (its input continues from the conv's cache).
-        """
-        keep, low = [], self.units[self.unit].layer
-        for u in self.units[self.unit + 1 :]:
-            if u.layer <= low:
-                keep.append(u.layer)
-            low = min(low, u.layer)
-        return keep
+        """The first mini-batch of ``unit`` in ``cycle`` (item 4; :meth:`Schedule.first_batch`)."""
+        return self.plan.first_batch(cycle, unit)
 
     def _rows(self, b: int):
         """Pool rows of the b-th mini-batch of the current unit (b counts from the unit's start).
@@ -480,12 +341,9 @@ class RSO(Optimizer):
         Contiguous: a slice of the unit's pool order.  Uniform: drawn from the
         run-wide batch counter ``batches`` (so every batch of the run differs).
         """
-        hp = self.hyperparameters
-        bsz, n = hp["batch_size"], self.x.shape[0]
-        if hp["sampling"] == "contiguous":
-            s = ((self._batch0 + b) % (n // bsz)) * bsz
-            return self._perm[s : s + bsz]  # (B,)
-        rows = integers(hp["seed"], STREAM_DATA_UNIFORM, self.batches * bsz, bsz, n, get_array_module(self.model.params))
+        if self.hyperparameters["sampling"] == "contiguous":
+            return self.plan.contiguous_rows(self._perm, self._batch0 + b)  # (B,)
+        rows = self.plan.uniform_rows(self.batches, get_array_module(self.model.params))
         self.batches += 1
         return rows  # (B,)
 
@@ -511,14 +369,15 @@ class RSO(Optimizer):
         t_start = time.perf_counter()
         if hp["level"] == "weight":
             sl, cands, neuron = self._weight_candidates(u)
-        else:
-            sl, cands, neuron = self._joint_candidates(u)
+        else:  # sec. 4.2: the whole tensor / network at once
+            sl, neuron = u.sl, None
+            cands = joint_candidates(self.model.params, u, hp, self.delta_offset(), self.sigma_factor(self.cycle))
         batch = self.pos // hp["trials_per_batch"]  # batch index inside the unit
         losses = self._losses(sl, cands, batch * (1 if hp["shared_batch"] else 3))  # (3,) float64
         best, finite = decide(losses)
         self.model.params[sl] = cands[best]
-        if self._base is not None:
-            self._park_parallel(u, sl, neuron)
+        if self._parallel is not None:  # sec. 4.6: park the decision, the tensor back to its start state
+            self._parallel.after(self.model.params, u, sl.start, neuron)
         self._count(best, losses, finite, time.perf_counter() - t_start)
         info = {"cycle": self.cycle, "unit": self.unit, "name": u.name, "position": self.pos,
                 "trials": u.trials, "decision": ("keep", "plus", "minus")[best], "loss": float(losses[best])}
@@ -531,22 +390,9 @@ class RSO(Optimizer):
         return info
 
     def delta_offset(self, cycle=None, unit=None, pos=None) -> int:
-        """First normal of the Delta of trial ``pos`` of unit ``unit`` in cycle ``cycle`` (default: the next trial).
-
-        Every trial draws ``width`` normals (1 at the weight level, the tensor's size at the layer
-        level, P at the network level).  The draws of a cycle are laid end to end, unit after unit,
-        and the cycles one after another, so no two trials of a run share a normal whatever the
-        tensors' sizes::
-
-            offset = c * sum_v trials_v width_v  +  sum_{v < u} trials_v width_v  +  pos * width_u
-
-        At the weight level this is the run-wide trial number, at the network level trial * P.
-        """
-        cycle = self.cycle if cycle is None else cycle
-        unit = self.unit if unit is None else unit
-        pos = self.pos if pos is None else pos
-        sizes = [v.trials * self._width(v) for v in self.units]  # normals each unit draws per cycle
-        return cycle * sum(sizes) + sum(sizes[:unit]) + pos * self._width(self.units[unit])
+        """First normal of the Delta of a trial, by default the next one (:meth:`Schedule.delta_offset`)."""
+        return self.plan.delta_offset(self.cycle if cycle is None else cycle, self.unit if unit is None else unit,
+                                      self.pos if pos is None else pos)
 
     def _weight_candidates(self, u):
         """Weight level: ``(slice of w_j, candidates (3, 1), the neuron's slice or None)``."""
@@ -554,12 +400,7 @@ class RSO(Optimizer):
         j = int(u.order[self.pos])  # flat index inside the tensor
         i = u.sl.start + j
         sl = slice(i, i + 1)
-        neuron = None
-        if self._base is not None and hp["parallel"] == "neuron":
-            # this neuron's own search so far; every other neuron stays at the tensor's start state
-            first = (j // u.neuron) * u.neuron
-            neuron = slice(u.sl.start + first, u.sl.start + first + u.neuron)
-            params[neuron] = self._pending[first : first + u.neuron]
+        neuron = None if self._parallel is None else self._parallel.before(params, u, j)  # sec. 4.6
         w = float(params[i])  # host sync
         if hp["weight_decay"]:  # item 5: every tensor, in float64, before w +- Delta (train.py l.77, l.103)
             w *= 1.0 - hp["weight_decay"]
@@ -567,38 +408,6 @@ class RSO(Optimizer):
         delta = float(u.sigma * self.sigma_factor(self.cycle) * self._z[self.pos])  # Delta ~ N(0, sigma_{d,c})
         xp = get_array_module(params)
         return sl, xp.asarray(numpy.array([[w], [w + delta], [w - delta]], dtype=params.dtype)), neuron  # (3, 1)
-
-    def _joint_candidates(self, u):
-        """Layer / network level (sec. 4.2): every parameter of ``u`` moves by joint_scale sigma z. (3, n)"""
-        params, hp = self.model.params, self.hyperparameters
-        xp = get_array_module(params)
-        width = self._width(u)
-        z = kernels.normal(hp["seed"], STREAM_DELTA, self.delta_offset(), width, xp, params.dtype) \
-            if kernels.enabled(xp) else None  # GPU: one launch instead of about 100 (minirso.kernels.normal)
-        if z is None:
-            z = normal(hp["seed"], STREAM_DELTA, self.delta_offset(), width, xp, dtype=params.dtype)  # (n,)
-        scale = hp["joint_scale"] * self.sigma_factor(self.cycle)
-        if hp["level"] == "network":
-            sigma = xp.asarray(u.sigma * scale, dtype=params.dtype)  # (n,) each tensor's own sigma
-        else:
-            sigma = params.dtype.type(u.sigma * scale)
-        w = params[u.sl]  # (n,)
-        delta = sigma * z  # (n,)
-        if hp["weight_decay"]:  # item 5: every parameter, in float64, before w +- Delta
-            w = w.astype(numpy.float64) * (1.0 - hp["weight_decay"])
-            params[u.sl] = w.astype(params.dtype)
-            return u.sl, xp.stack([w, w + delta, w - delta]).astype(params.dtype), None  # (3, n)
-        return u.sl, xp.stack([w, w + delta, w - delta]), None  # (3, n)
-
-    def _park_parallel(self, u, sl, neuron):
-        """Parallel search (sec. 4.6): record the decision, put the tensor back to its start state."""
-        params = self.model.params
-        j = sl.start - u.sl.start
-        self._pending[j] = params[sl.start]
-        if neuron is not None:
-            params[neuron] = self._base[neuron.start - u.sl.start : neuron.stop - u.sl.start]
-        else:
-            params[sl] = self._base[j : j + 1]
 
     def _count(self, best, losses, finite, seconds):
         st = self._stats
@@ -613,8 +422,8 @@ class RSO(Optimizer):
 
     def _end_unit(self):
         u, st = self.units[self.unit], self._stats
-        if self._base is not None:
-            self.model.params[u.sl] = self._pending  # merge the parallel searches
+        if self._parallel is not None:
+            self._parallel.merge(self.model.params, u)  # sec. 4.6: the searches' decisions at once
         record = {"cycle": self.cycle, "name": u.name, "layer": u.layer, "trials": st["trials"],
                   "plus": st["plus"], "minus": st["minus"], "rejected": st["rejected"],
                   "nonfinite": st["nonfinite"],
@@ -622,7 +431,7 @@ class RSO(Optimizer):
                   "sigma": float(numpy.mean(u.sigma)) * self.sigma_factor(self.cycle),
                   "wall_time": st["wall_time"]}
         self.records.append(record)
-        self._base = self._pending = None
+        self._parallel = None
         self._ready = False
         self.pos = 0
         self.unit += 1
@@ -653,9 +462,9 @@ class RSO(Optimizer):
              "batches": self.batches, "accepted": self.accepted}  # records: not state (the class docstring)
         s.update({f"stat_{k}": v for k, v in self._stats.items()})
         empty = numpy.zeros(0, numpy.float32)
-        s["base"] = self._base if self._base is not None else empty
-        s["pending"] = self._pending if self._pending is not None else empty
-        s["has_parallel"] = self._base is not None
+        s["base"] = self._parallel.base if self._parallel is not None else empty
+        s["pending"] = self._parallel.pending if self._parallel is not None else empty
+        s["has_parallel"] = self._parallel is not None
         # base sigmas: with sigma="std" they were measured on the INITIAL weights, which a resumed
         # model no longer has, so they travel with the state
         s["unit_sigma"] = (self.units[0].sigma if self.hyperparameters["level"] == "network"
@@ -675,16 +484,17 @@ class RSO(Optimizer):
         if self.hyperparameters["level"] == "network":
             if sig.shape != (self.model.params.size,):
                 raise ValueError(f"state_dict unit_sigma has shape {sig.shape}, expected ({self.model.params.size},)")
-            self.units = [replace(self.units[0], sigma=sig.astype(numpy.float32))]
+            self.plan.units = [replace(self.units[0], sigma=sig.astype(numpy.float32))]
         else:
             if sig.shape != (len(self.units),):
-                raise ValueError(f"state_dict unit_sigma has {sig.size} entries, this model has {len(self.units)} tensors")
-            self.units = [replace(u, sigma=float(v)) for u, v in zip(self.units, sig)]
+                raise ValueError(f"state_dict unit_sigma has {sig.size} entries, this model has "
+                                 f"{len(self.units)} tensors")
+            self.plan.units = [replace(u, sigma=float(v)) for u, v in zip(self.units, sig)]
         self.records = []  # the in-memory log restarts: a resumed run's earlier tensors are in the trainer's history
         self._stats = {k: s[f"stat_{k}"] for k in _STAT_KEYS}
+        self._parallel = None
         if s["has_parallel"]:
-            self._base = self._device(s["base"], self.model.params)
-            self._pending = self._device(s["pending"], self.model.params)
-        else:
-            self._base = self._pending = None
+            params = self.model.params
+            self._parallel = ParallelSearch(self.hyperparameters["parallel"], self._device(s["base"], params),
+                                            self._device(s["pending"], params))
         self._ready = False

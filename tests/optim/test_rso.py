@@ -156,8 +156,8 @@ class RecordingEvaluator:
         self.inner, self.calls = inner, []
         self.loss_name = inner.loss_name
 
-    def prepare(self, layer, x, y):
-        self.inner.prepare(layer, x, y)
+    def prepare(self, layer, x, y, keep=()):
+        self.inner.prepare(layer, x, y, keep)
 
     def losses(self, sl, cands, rows):
         out = self.inner.losses(sl, cands, rows)

@@ -93,9 +93,9 @@ class Recorder:
         self.calls = []
         self.prepared = []
 
-    def prepare(self, layer, x, y):
+    def prepare(self, layer, x, y, keep=()):
         self.prepared.append(layer)
-        self.inner.prepare(layer, x, y)
+        self.inner.prepare(layer, x, y, keep)
 
     def losses(self, sl, candidates, rows):
         out = np.array(self.inner.losses(sl, candidates, rows), dtype=np.float64)
@@ -545,7 +545,7 @@ class _ConstantEvaluator:
 
     loss_name = "mean"
 
-    def prepare(self, layer, x, y):
+    def prepare(self, layer, x, y, keep=()):
         pass
 
     def losses(self, sl, candidates, rows):
@@ -557,8 +557,9 @@ def test_no_two_trials_share_a_normal(monkeypatch, level):
     """Reproducibility: every Delta draw of a run reads its own range of the (seed, STREAM_DELTA) sequence.
     The draws RSO actually makes over two cycles are recorded (not recomputed from its formula) and
     checked pairwise: tensors of six different sizes, so a width-dependent offset would overlap."""
-    from minirso import models
+    from minirso import kernels, models
     from minirso.optim import rso as rso_module
+    from minirso.optim import rso_variants
 
     draws = []
 
@@ -567,15 +568,16 @@ def test_no_two_trials_share_a_normal(monkeypatch, level):
             draws.append((offset, offset + n))
         return normal(seed, stream, offset, n, *args, **kwargs)
 
-    fused_normal = rso_module.kernels.normal
+    fused_normal = kernels.normal
 
     def recording_fused(seed, stream, offset, n, *args, **kwargs):  # the joint levels' draw on a GPU
         if stream == STREAM_DELTA:
             draws.append((offset, offset + n))
         return fused_normal(seed, stream, offset, n, *args, **kwargs)
 
-    monkeypatch.setattr(rso_module, "normal", recording_normal)
-    monkeypatch.setattr(rso_module.kernels, "normal", recording_fused)
+    monkeypatch.setattr(rso_module, "normal", recording_normal)  # the weight level's draws
+    monkeypatch.setattr(rso_variants, "normal", recording_normal)  # the joint levels'
+    monkeypatch.setattr(kernels, "normal", recording_fused)
     model = models.mlp([20, 6, 5, 3], seed=2)  # tensors of 120, 6, 30, 5, 15, 3 parameters
     x = minirso.asarray(np.random.default_rng(1).normal(size=(8, 20)).astype(np.float32))
     y = minirso.asarray(np.arange(8) % 3)
