@@ -21,21 +21,26 @@ with ONE chain of minirso's ``AMC.step()`` (the goal: at most 4x).
 from __future__ import annotations
 
 import numpy
+import roofline
+from common import median, row, timed
+from torch_ref import TorchAMC, TorchMLP
 
 from minirso import models, to_numpy
 from minirso.losses import one_hot
 from minirso.nn import Dense
 from minirso.optim import AMC, AMCChains, ChainsLoss, ModelLoss
 
-import roofline
-from common import median, row, timed
-from torch_ref import TorchAMC, TorchMLP
-
 NETS = {
-    "fig1": (lambda: models.mlp([784, 16, 16, 10], output="softmax", init=("gaussian", 1e-2)), "mse",
-             "Fig. 1 MLP 784-16-16-10 tanh"),
-    "ln64": (lambda: models.mlp([784, 64, 64, 64, 64, 10], layer_norm=True), "cross_entropy_mean",
-             "784-64x4-10 LayerNorm MLP"),
+    "fig1": (
+        lambda: models.mlp([784, 16, 16, 10], output="softmax", init=("gaussian", 1e-2)),
+        "mse",
+        "Fig. 1 MLP 784-16-16-10 tanh",
+    ),
+    "ln64": (
+        lambda: models.mlp([784, 64, 64, 64, 64, 10], layer_norm=True),
+        "cross_entropy_mean",
+        "784-64x4-10 LayerNorm MLP",
+    ),
 }
 HYPER = {"sigma0": 1e-3, "epsilon": 1e-2, "n_s": 20}
 
@@ -73,8 +78,11 @@ def single_chain(ctx, key: str, signal_norm: bool, x_h, y_h, warmup: int, repeat
     x, y = ctx.xp.asarray(x_h), ctx.xp.asarray(y_h)
     ml = ModelLoss(net, x, y, loss)
     tx = torch.as_tensor(x_h, device=ctx.tdev)
-    target = torch.as_tensor(to_numpy(one_hot(y_h, 10)), device=ctx.tdev) if loss == "mse" else \
-        torch.as_tensor(y_h, device=ctx.tdev)
+    target = (
+        torch.as_tensor(to_numpy(one_hot(y_h, 10)), device=ctx.tdev)
+        if loss == "mse"
+        else torch.as_tensor(y_h, device=ctx.tdev)
+    )
     u_m, u_t = ml(net.params), tm.loss(tx, target)[0].item()
     numpy.testing.assert_allclose(u_t, u_m, rtol=1e-4, err_msg=f"torch {key} loss != minirso loss")
     opt = AMC(net.params, ml, signal_norm=signal_norm, seed=0, **HYPER)
@@ -83,11 +91,19 @@ def single_chain(ctx, key: str, signal_norm: bool, x_h, y_h, warmup: int, repeat
     for _ in range(2):  # alternate the two libraries in halves: a load change hits both alike
         tm_s += _time_steps(ctx, opt.step, warmup, repeats // 2)
         tt_s += _time_steps(ctx, topt.step, warmup, repeats // 2)
-    return {"net": key, "label": label, "signal_norm": signal_norm, "minirso_step_s": median(tm_s),
-            "torch_step_s": median(tt_s), "minirso_acceptance": opt.acceptance_rate,
-            "torch_acceptance": topt.accepted / max(1, topt.steps),
-            "params": net.num_params, "initial_loss_minirso": u_m, "initial_loss_torch": u_t,
-            "samples": {"minirso": tm_s, "torch": tt_s}}
+    return {
+        "net": key,
+        "label": label,
+        "signal_norm": signal_norm,
+        "minirso_step_s": median(tm_s),
+        "torch_step_s": median(tt_s),
+        "minirso_acceptance": opt.acceptance_rate,
+        "torch_acceptance": topt.accepted / max(1, topt.steps),
+        "params": net.num_params,
+        "initial_loss_minirso": u_m,
+        "initial_loss_torch": u_t,
+        "samples": {"minirso": tm_s, "torch": tt_s},
+    }
 
 
 def _slice(net, name):
@@ -104,21 +120,34 @@ def chains(ctx, x_h, y_h, k: int, t_single: float, warmup: int, repeats: int) ->
         thetas = ctx.xp.tile(net.params[None, :], (kk, 1))  # (K, P): every chain starts at the net's init
         bc = AMCChains(thetas, ChainsLoss(net, x, y, loss), seeds=0, **HYPER)
         if kk == 1:
-            numpy.testing.assert_allclose(float(to_numpy(bc.loss_fn(thetas))[0]), ModelLoss(net, x, y, loss)(net.params),
-                                          rtol=1e-4, err_msg="AMCChains loss != minirso ModelLoss")
+            numpy.testing.assert_allclose(
+                float(to_numpy(bc.loss_fn(thetas))[0]),
+                ModelLoss(net, x, y, loss)(net.params),
+                rtol=1e-4,
+                err_msg="AMCChains loss != minirso ModelLoss",
+            )
         out[kk] = median(_time_steps(ctx, bc.step, warmup, repeats))
     fwd = roofline.forward_work(net, (x_h.shape[0], 784))
     x_read = roofline.F32 * x_h.size
     work_k = fwd * k + roofline.Work(0.0, -(k - 1) * x_read)  # the images are read once for all chains
-    return {"k": k, "chains_k1_step_s": out[1], "chains_k_step_s": out[k], "minirso_one_chain_step_s": t_single,
-            "ratio_k_vs_one_chain": out[k] / t_single, "work_k": work_k}
+    return {
+        "k": k,
+        "chains_k1_step_s": out[1],
+        "chains_k_step_s": out[k],
+        "minirso_one_chain_step_s": t_single,
+        "ratio_k_vs_one_chain": out[k] / t_single,
+        "work_k": work_k,
+    }
 
 
 def run(ctx, peaks: dict, n: int | None = None, k: int = 32) -> dict:
     n = n or (60000 if ctx.gpu else ctx.pick(10000, 60000, 60000))
     warmup, repeats = ctx.pick(2, 10, 20), ctx.pick(6, 100, 400)
-    ctx.note(f"aMC: full batch of {n} synthetic MNIST-shaped images" + (" (CPU --quick: 10,000)" if n == 10000 else "")
-             + f"; sigma0={HYPER['sigma0']}, epsilon={HYPER['epsilon']}, n_s={HYPER['n_s']}; median of {repeats} steps")
+    ctx.note(
+        f"aMC: full batch of {n} synthetic MNIST-shaped images"
+        + (" (CPU --quick: 10,000)" if n == 10000 else "")
+        + f"; sigma0={HYPER['sigma0']}, epsilon={HYPER['epsilon']}, n_s={HYPER['n_s']}; median of {repeats} steps"
+    )
     x_h, y_h = data(n)
     pk = peaks["used"]
     fr = lambda w, s: roofline.fraction(w, s, pk)
@@ -131,24 +160,52 @@ def run(ctx, peaks: dict, n: int | None = None, k: int = 32) -> dict:
             results.append(r)
             anchor = {"fig1": "0.6 ms", "ln64": "1.4 ms"}[key]
             goal = (">= 5x vs PyTorch" if key == "fig1" and not sn else "") + (
-                f" (anchor {anchor} on H100)" if not sn else "")
-            rows.append(row(f"aMC step, {r['label']}{' + signal norm' if sn else ''}", "s/step",
-                            plain=r["minirso_step_s"], torch=r["torch_step_s"], goal=goal.strip(), work=w,
-                            check=(">=", 5) if key == "fig1" and not sn else None,
-                            frac_minirso=fr(w, r["minirso_step_s"]), frac_torch=fr(w, r["torch_step_s"])))
-            print(f"  amc {key} signal_norm={sn}: minirso {1e3 * r['minirso_step_s']:.3f} ms, "
-                  f"torch {1e3 * r['torch_step_s']:.3f} ms", flush=True)
+                f" (anchor {anchor} on H100)" if not sn else ""
+            )
+            rows.append(
+                row(
+                    f"aMC step, {r['label']}{' + signal norm' if sn else ''}",
+                    "s/step",
+                    plain=r["minirso_step_s"],
+                    torch=r["torch_step_s"],
+                    goal=goal.strip(),
+                    work=w,
+                    check=(">=", 5) if key == "fig1" and not sn else None,
+                    frac_minirso=fr(w, r["minirso_step_s"]),
+                    frac_torch=fr(w, r["torch_step_s"]),
+                )
+            )
+            print(
+                f"  amc {key} signal_norm={sn}: minirso {1e3 * r['minirso_step_s']:.3f} ms, "
+                f"torch {1e3 * r['torch_step_s']:.3f} ms",
+                flush=True,
+            )
     t_single = results[0]["minirso_step_s"]
     c = chains(ctx, x_h, y_h, k, t_single, 1 if ctx.quick else warmup, max(3, repeats // 4))  # up to K single steps
-    rows.append(row(f"aMC K={k} chains, one batched forward", "s/step", plain=k * t_single,
-                    fast=c["chains_k_step_s"], ratio=c["ratio_k_vs_one_chain"],
-                    ratio_text=f"{c['ratio_k_vs_one_chain']:.2f}x one chain",
-                    goal=f"ratio = K={k} time / 1 minirso chain, <= 4x", work=c["work_k"],
-                    check=("<=", 4), cpu_check=False,
-                    frac_minirso=fr(c["work_k"], c["chains_k_step_s"]),
-                    detail=f"plain column: {k} x one minirso chain; fast: minirso.optim.AMCChains"))
-    print(f"  amc K={k} AMCChains: {1e3 * c['chains_k_step_s']:.3f} ms/step (K=1: {1e3 * c['chains_k1_step_s']:.3f} ms)",
-          flush=True)
+    rows.append(
+        row(
+            f"aMC K={k} chains, one batched forward",
+            "s/step",
+            plain=k * t_single,
+            fast=c["chains_k_step_s"],
+            ratio=c["ratio_k_vs_one_chain"],
+            ratio_text=f"{c['ratio_k_vs_one_chain']:.2f}x one chain",
+            goal=f"ratio = K={k} time / 1 minirso chain, <= 4x",
+            work=c["work_k"],
+            check=("<=", 4),
+            cpu_check=False,
+            frac_minirso=fr(c["work_k"], c["chains_k_step_s"]),
+            detail=f"plain column: {k} x one minirso chain; fast: minirso.optim.AMCChains",
+        )
+    )
+    print(
+        f"  amc K={k} AMCChains: {1e3 * c['chains_k_step_s']:.3f} ms/step (K=1: {1e3 * c['chains_k1_step_s']:.3f} ms)",
+        flush=True,
+    )
     c["work_k"] = {"flops": c["work_k"].flops, "bytes": c["work_k"].bytes}
-    return {"rows": rows, "single_chain": results, "chains": c,
-            "config": {"n": n, "warmup": warmup, "repeats": repeats, "hyper": HYPER, "data": "synthetic"}}
+    return {
+        "rows": rows,
+        "single_chain": results,
+        "chains": c,
+        "config": {"n": n, "warmup": warmup, "repeats": repeats, "hyper": HYPER, "data": "synthetic"},
+    }

@@ -49,8 +49,9 @@ class Context:
         self.notes.append(text)
 
 
-def make_context(device: str = "auto", mode: str = "default", torch_threads: int | None = None,
-                 torch_tf32: bool = True) -> Context:
+def make_context(
+    device: str = "auto", mode: str = "default", torch_threads: int | None = None, torch_tf32: bool = True
+) -> Context:
     """Choose the backend pair: ``"gpu"`` = CuPy + torch CUDA, ``"cpu"`` = NumPy + torch CPU.
 
     ``"auto"`` takes the GPU when BOTH CuPy and torch see a CUDA device (comparing a GPU minirso
@@ -62,8 +63,10 @@ def make_context(device: str = "auto", mode: str = "default", torch_threads: int
 
     cupy_ok, torch_ok = backend.cupy_available(), torch.cuda.is_available()
     if device == "gpu" and not (cupy_ok and torch_ok):
-        raise SystemExit(f"--device gpu needs CuPy and torch with CUDA (cupy usable: {cupy_ok}, "
-                         f"torch.cuda.is_available(): {torch_ok})")
+        raise SystemExit(
+            f"--device gpu needs CuPy and torch with CUDA (cupy usable: {cupy_ok}, "
+            f"torch.cuda.is_available(): {torch_ok})"
+        )
     gpu = device == "gpu" or (device == "auto" and cupy_ok and torch_ok)
     notes = []
     if gpu:
@@ -72,8 +75,10 @@ def make_context(device: str = "auto", mode: str = "default", torch_threads: int
         torch.backends.cudnn.benchmark = True  # the strongest baseline: cuDNN picks its fastest conv per shape
         torch.backends.cudnn.allow_tf32 = torch_tf32
         if torch_tf32:
-            notes.append("PyTorch on GPU: cuDNN convolutions may use TF32 (PyTorch's default; minirso computes in "
-                         "FP32); --torch-fp32 turns it off")
+            notes.append(
+                "PyTorch on GPU: cuDNN convolutions may use TF32 (PyTorch's default; minirso computes in "
+                "FP32); --torch-fp32 turns it off"
+            )
     else:
         xp = minirso.use_backend("numpy")
         tdev = torch.device("cpu")
@@ -163,9 +168,24 @@ def machine_info(ctx: Context) -> dict:
 
 
 # ---- result rows --------------------------------------------------------------------------------
-def row(case: str, unit: str, *, plain=None, fast=None, torch=None, ratio=None, goal: str = "",
-        check=None, cpu_check: bool = True, work=None, frac_minirso=None, frac_torch=None, equivalent: bool = False,
-        ratio_text: str | None = None, detail: str = "") -> dict:
+def row(
+    case: str,
+    unit: str,
+    *,
+    plain=None,
+    fast=None,
+    torch=None,
+    ratio=None,
+    goal: str = "",
+    check=None,
+    cpu_check: bool = True,
+    work=None,
+    frac_minirso=None,
+    frac_torch=None,
+    equivalent: bool = False,
+    ratio_text: str | None = None,
+    detail: str = "",
+) -> dict:
     """One line of the summary table (times in seconds; ``work`` a :class:`roofline.Work` or None).
 
     ``ratio`` = PyTorch time / best minirso time unless given (>1: minirso is faster).
@@ -178,12 +198,24 @@ def row(case: str, unit: str, *, plain=None, fast=None, torch=None, ratio=None, 
     best = min([t for t in (plain, fast) if t is not None], default=None)
     if ratio is None and torch is not None and best:
         ratio = torch / best
-    return {"case": case, "unit": unit, "minirso_plain_s": plain, "minirso_fast_s": fast, "torch_s": torch,
-            "ratio": ratio, "goal": goal, "check": check, "cpu_check": cpu_check,
-            "flops": None if work is None else work.flops,
-            "bytes": None if work is None else work.bytes, "peak_fraction_minirso": frac_minirso,
-            "peak_fraction_torch": frac_torch, "peak_fraction_minirso_is_equivalent": equivalent,
-            "ratio_text": ratio_text, "detail": detail}
+    return {
+        "case": case,
+        "unit": unit,
+        "minirso_plain_s": plain,
+        "minirso_fast_s": fast,
+        "torch_s": torch,
+        "ratio": ratio,
+        "goal": goal,
+        "check": check,
+        "cpu_check": cpu_check,
+        "flops": None if work is None else work.flops,
+        "bytes": None if work is None else work.bytes,
+        "peak_fraction_minirso": frac_minirso,
+        "peak_fraction_torch": frac_torch,
+        "peak_fraction_minirso_is_equivalent": equivalent,
+        "ratio_text": ratio_text,
+        "detail": detail,
+    }
 
 
 def goal_met(r: dict, gpu: bool) -> str:

@@ -83,18 +83,36 @@ LAUNCH_S = 9e-6  # s per kernel launch (and per host-to-device copy): the issue'
 SYNC_S = 10e-6  # s per host sync: an estimate (see the module docstring)
 
 FIELDS = ("launches", "syncs", "h2d", "d2h", "flops", "bytes")
-GPU = {"rso_batch": 5000, "rso_pool": 60000, "rso_chunk": 2000, "amc_n": 60000, "chains_k": 32,
-       "rnn_n": 1500, "rnn_t": 784}
-SMALL = {"rso_batch": (16, 32), "rso_pool": 256, "rso_trials": 3, "amc_n": (1000, 2000), "amc_steps": 6,
-         "rnn_n": (8, 16), "rnn_repeats": 2}
+GPU = {
+    "rso_batch": 5000,
+    "rso_pool": 60000,
+    "rso_chunk": 2000,
+    "amc_n": 60000,
+    "chains_k": 32,
+    "rnn_n": 1500,
+    "rnn_t": 784,
+}
+SMALL = {
+    "rso_batch": (16, 32),
+    "rso_pool": 256,
+    "rso_trials": 3,
+    "amc_n": (1000, 2000),
+    "amc_steps": 6,
+    "rnn_n": (8, 16),
+    "rnn_repeats": 2,
+}
 JOBS = ("rso_plain", "rso_fast", "rso_fast16", "amc", "chains", "rnn")  # = cost_work.WORK's keys
 JOBS_OF_CASE = {"rso": ("rso_plain", "rso_fast", "rso_fast16"), "amc": ("amc", "chains"), "rnn": ("rnn",)}
 
 
 def predict(c: dict) -> float:
     """Predicted H100 seconds of a unit of work with counts ``c`` (see the module docstring)."""
-    return ((c["launches"] + c["h2d"]) * LAUNCH_S + c["syncs"] * SYNC_S + c.get("flops_used", c["flops"]) / FP32_PEAK
-            + c["bytes"] / HBM_BW)
+    return (
+        (c["launches"] + c["h2d"]) * LAUNCH_S
+        + c["syncs"] * SYNC_S
+        + c.get("flops_used", c["flops"]) / FP32_PEAK
+        + c["bytes"] / HBM_BW
+    )
 
 
 def implied_launch_s(c: dict, measured_s: float) -> float | None:
@@ -122,14 +140,23 @@ def _run_job(job: str, fused: str, timeout: float) -> dict:
     os.close(fd)
     t0 = time.perf_counter()
     try:
-        p = subprocess.run([sys.executable, WORKER, job, "--out", path], env=env, cwd=REPO, capture_output=True,
-                           text=True, timeout=timeout)
+        p = subprocess.run(
+            [sys.executable, WORKER, job, "--out", path],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         try:
             with open(path) as f:
                 rec = json.load(f)
         except (OSError, ValueError):
-            rec = {"job": job, "error": f"worker exited {p.returncode} without a result",
-                   "traceback": (p.stdout + p.stderr)[-3000:]}
+            rec = {
+                "job": job,
+                "error": f"worker exited {p.returncode} without a result",
+                "traceback": (p.stdout + p.stderr)[-3000:],
+            }
     except subprocess.TimeoutExpired:
         rec = {"job": job, "error": f"timed out after {timeout:.0f} s"}
     finally:
@@ -175,8 +202,11 @@ def analytic_flops() -> dict:
 
 
 def _scaled(c: dict, k: float) -> dict:
-    return {**{f: c[f] * k for f in FIELDS}, "flops_used": c.get("flops_used", c["flops"]) * k,
-            "pred_s": predict(c) * k}
+    return {
+        **{f: c[f] * k for f in FIELDS},
+        "flops_used": c.get("flops_used", c["flops"]) * k,
+        "pred_s": predict(c) * k,
+    }
 
 
 def assemble(recs: dict, fused: str, wall_s: float) -> dict:
@@ -190,24 +220,31 @@ def assemble(recs: dict, fused: str, wall_s: float) -> dict:
     for job, rec in recs.items():
         if "error" in rec:
             errors[job] = rec["error"]
-        notes.append(f"{job}: fused kernels {rec.get('fused', '?')}, {rec.get('wall_s', 0):.0f} s"
-                     + (f"; warnings: {'; '.join(rec['warnings'])}" if rec.get("warnings") else ""))
-    rso = {k: recs[f"rso_{k}"]["result"] for k in ("plain", "fast", "fast16")
-           if "result" in recs.get(f"rso_{k}", {})}
+        notes.append(
+            f"{job}: fused kernels {rec.get('fused', '?')}, {rec.get('wall_s', 0):.0f} s"
+            + (f"; warnings: {'; '.join(rec['warnings'])}" if rec.get("warnings") else "")
+        )
+    rso = {k: recs[f"rso_{k}"]["result"] for k in ("plain", "fast", "fast16") if "result" in recs.get(f"rso_{k}", {})}
     for k, r in rso.items():
         for t in r["tensors"]:
             t["trial"] = _with_pred(t["trial"])
             if "cache" in t:
                 t["cache"] = _with_pred(t["cache"])
-            cases[f"rso_trial_{k}_{t['name']}"] = {"label": f"RSO trial {t['name']}, {k}", "unit": "trial",
-                                                    **t["trial"]}
+            cases[f"rso_trial_{k}_{t['name']}"] = {
+                "label": f"RSO trial {t['name']}, {k}",
+                "unit": "trial",
+                **t["trial"],
+            }
         trials = sum(t["trials"] for t in r["tensors"])
         mean = {f: sum(t["trial"][f] * t["trials"] for t in r["tensors"]) / trials for f in FIELDS}
-        cases[f"rso_trial_{k}_mean"] = {"label": f"RSO trial, {k}" + (" reused" if k == "fast16" else "")
-                                                 + f" (mean over a cycle's {trials} trials)",
-                                        "unit": "trial", **_with_pred(mean),
-                                        "counts_vary_with_size": any(t["trial"]["counts_vary_with_size"]
-                                                                     for t in r["tensors"])}
+        cases[f"rso_trial_{k}_mean"] = {
+            "label": f"RSO trial, {k}"
+            + (" reused" if k == "fast16" else "")
+            + f" (mean over a cycle's {trials} trials)",
+            "unit": "trial",
+            **_with_pred(mean),
+            "counts_vary_with_size": any(t["trial"]["counts_vary_with_size"] for t in r["tensors"]),
+        }
     if "fast" in rso:  # cycles: sum over tensors of cache + trials x trial (fast16: as rso_bench's formula)
         for k in ("plain", "fast"):
             if k in rso:
@@ -219,28 +256,57 @@ def assemble(recs: dict, fused: str, wall_s: float) -> dict:
                 full = math.ceil(tf["trials"] / 16)
                 for f in FIELDS:
                     cyc[f] += tf["cache"][f] + full * tf["trial"][f] + (tf["trials"] - full) * t16["trial"][f]
-            cases["rso_cycle_fast16"] = {"label": "RSO cycle, fast, trials_per_batch=16", "unit": "cycle",
-                                         **_with_pred(cyc)}
+            cases["rso_cycle_fast16"] = {
+                "label": "RSO cycle, fast, trials_per_batch=16",
+                "unit": "cycle",
+                **_with_pred(cyc),
+            }
             trials = sum(t["trials"] for t in rso["fast"]["tensors"])
-            mean = {f: sum(math.ceil(tf["trials"] / 16) * tf["trial"][f]
-                           + (tf["trials"] - math.ceil(tf["trials"] / 16)) * t16["trial"][f]
-                           for tf, t16 in zip(rso["fast"]["tensors"], rso["fast16"]["tensors"])) / trials
-                    for f in FIELDS}  # one full trial per 16, the rest reused: the cycle's mean trial
-            cases["rso_trial_fast16_cycle_mean"] = {"label": "RSO trial, fast, trials_per_batch=16 (cycle's mean)",
-                                                    "unit": "trial", **_with_pred(mean)}
+            mean = {
+                f: sum(
+                    math.ceil(tf["trials"] / 16) * tf["trial"][f]
+                    + (tf["trials"] - math.ceil(tf["trials"] / 16)) * t16["trial"][f]
+                    for tf, t16 in zip(rso["fast"]["tensors"], rso["fast16"]["tensors"])
+                )
+                / trials
+                for f in FIELDS
+            }  # one full trial per 16, the rest reused: the cycle's mean trial
+            cases["rso_trial_fast16_cycle_mean"] = {
+                "label": "RSO trial, fast, trials_per_batch=16 (cycle's mean)",
+                "unit": "trial",
+                **_with_pred(mean),
+            }
     if "result" in recs.get("amc", {}):
         for key, v in recs["amc"]["result"].items():
-            cases[f"amc_{key}"] = {"label": f"aMC step, {v['label']}", "unit": "step",
-                                  **_with_pred(v["step"], analytic.get(f"amc_{key}"))}
+            cases[f"amc_{key}"] = {
+                "label": f"aMC step, {v['label']}",
+                "unit": "step",
+                **_with_pred(v["step"], analytic.get(f"amc_{key}")),
+            }
     if "result" in recs.get("chains", {}):
         v = recs["chains"]["result"]
-        cases["amc_chains"] = {"label": f"AMCChains step, K={v['k']}", "unit": "step",
-                              **_with_pred(v["step"], analytic.get("amc_chains"))}
+        cases["amc_chains"] = {
+            "label": f"AMCChains step, K={v['k']}",
+            "unit": "step",
+            **_with_pred(v["step"], analytic.get("amc_chains")),
+        }
     if "result" in recs.get("rnn", {}):
-        cases["rnn"] = {"label": "RNN forward (2 layers)", "unit": "forward",
-                        **_with_pred(recs["rnn"]["result"]["forward"], analytic.get("rnn"))}
-    return {"cases": cases, "errors": errors, "notes": notes, "fused_env": fused, "constants": constants(),
-            "gpu_sizes": GPU, "small_sizes": SMALL, "wall_s": wall_s, "jobs": recs}
+        cases["rnn"] = {
+            "label": "RNN forward (2 layers)",
+            "unit": "forward",
+            **_with_pred(recs["rnn"]["result"]["forward"], analytic.get("rnn")),
+        }
+    return {
+        "cases": cases,
+        "errors": errors,
+        "notes": notes,
+        "fused_env": fused,
+        "constants": constants(),
+        "gpu_sizes": GPU,
+        "small_sizes": SMALL,
+        "wall_s": wall_s,
+        "jobs": recs,
+    }
 
 
 # ---- the summary table's cells --------------------------------------------------------------------
@@ -283,8 +349,11 @@ def summary_cells(cm: dict, r: dict, gpu: bool) -> list:
     def cell(ks, fmt):
         return " / ".join(fmt(cases[k]) if k in cases else "?" for k in ks)
 
-    out = [cell(count_keys, lambda c: f"{c['launches']:.0f}"), cell(count_keys, lambda c: f"{c['syncs']:.0f}"),
-           cell(keys, lambda c: fmt_time(c["pred_s"]))]
+    out = [
+        cell(count_keys, lambda c: f"{c['launches']:.0f}"),
+        cell(count_keys, lambda c: f"{c['syncs']:.0f}"),
+        cell(keys, lambda c: fmt_time(c["pred_s"])),
+    ]
     if gpu:
         meas = [r["minirso_plain_s"] if plain else None, r["minirso_fast_s"] if fast else None]
         pairs = [(k, m) for k, m in zip((plain, fast), meas) if k]
@@ -294,29 +363,67 @@ def summary_cells(cm: dict, r: dict, gpu: bool) -> list:
 
 def counts_table(cm: dict) -> str:
     """Every case: per-unit counts at GPU sizes, the prediction, and what it was measured at."""
-    order = ["rso_trial_plain_mean", "rso_trial_fast_mean", "rso_trial_fast16_mean", "rso_trial_fast16_cycle_mean",
-             "rso_trial_plain_conv2.weight", "rso_trial_fast_conv2.weight",
-             "rso_trial_plain_conv6.weight", "rso_trial_fast_conv6.weight",
-             "rso_cycle_plain", "rso_cycle_fast", "rso_cycle_fast16",
-             "amc_fig1", "amc_fig1_sn", "amc_ln64", "amc_ln64_sn", "amc_chains", "rnn"]
+    order = [
+        "rso_trial_plain_mean",
+        "rso_trial_fast_mean",
+        "rso_trial_fast16_mean",
+        "rso_trial_fast16_cycle_mean",
+        "rso_trial_plain_conv2.weight",
+        "rso_trial_fast_conv2.weight",
+        "rso_trial_plain_conv6.weight",
+        "rso_trial_fast_conv6.weight",
+        "rso_cycle_plain",
+        "rso_cycle_fast",
+        "rso_cycle_fast16",
+        "amc_fig1",
+        "amc_fig1_sn",
+        "amc_ln64",
+        "amc_ln64_sn",
+        "amc_chains",
+        "rnn",
+    ]
     rows = []
     for k in order:
         c = cm["cases"].get(k)
         if c is None:
             continue
-        rows.append([c["label"], c["unit"], f"{c['launches']:.6g}", f"{c['syncs']:.6g}", f"{c['h2d']:.6g}",
-                     f"{c['d2h']:.6g}", fmt_si(c["flops"], "FLOP")
-                     + (f" (analytic {fmt_si(c['flops_analytic'], 'FLOP')})" if "flops_analytic" in c else ""),
-                     fmt_si(c["bytes"], "B"), fmt_time(c["pred_s"]),
-                     "yes" if c.get("counts_vary_with_size") else ""])
-    return table(rows, ["case", "per", "launches", "syncs", "h2d", "d2h", "FLOP counted", "bytes", "pred. H100",
-                        "count varies w/ size"])
+        rows.append(
+            [
+                c["label"],
+                c["unit"],
+                f"{c['launches']:.6g}",
+                f"{c['syncs']:.6g}",
+                f"{c['h2d']:.6g}",
+                f"{c['d2h']:.6g}",
+                fmt_si(c["flops"], "FLOP")
+                + (f" (analytic {fmt_si(c['flops_analytic'], 'FLOP')})" if "flops_analytic" in c else ""),
+                fmt_si(c["bytes"], "B"),
+                fmt_time(c["pred_s"]),
+                "yes" if c.get("counts_vary_with_size") else "",
+            ]
+        )
+    return table(
+        rows,
+        [
+            "case",
+            "per",
+            "launches",
+            "syncs",
+            "h2d",
+            "d2h",
+            "FLOP counted",
+            "bytes",
+            "pred. H100",
+            "count varies w/ size",
+        ],
+    )
 
 
 def tensor_table(cm: dict) -> str:
     """RSO per tensor: launches / syncs per trial, plain, incremental and incremental reused (tpb=16)."""
-    names = [k[len("rso_trial_fast_"):] for k in cm["cases"] if k.startswith("rso_trial_fast_")
-             and not k.endswith("_mean")]
+    names = [
+        k[len("rso_trial_fast_") :] for k in cm["cases"] if k.startswith("rso_trial_fast_") and not k.endswith("_mean")
+    ]
     rows = []
     for n in names:
         cells = []
@@ -330,10 +437,13 @@ def tensor_table(cm: dict) -> str:
 def report(cm: dict) -> str:
     """The printed block: constants, counts, per-tensor counts, notes and errors."""
     c = cm["constants"]
-    lines = [f"GPU cost model (counted on the CuPy stand-in, MINIRSO_FUSED={cm['fused_env']}; predicted H100 = "
-             f"(launches + h2d) x {c['launch_s'] * 1e6:g} us + syncs x {c['sync_s'] * 1e6:g} us + FLOPs / "
-             f"{c['fp32_peak_flops'] / 1e12:g} TFLOP/s + bytes / {c['hbm_bytes_per_s'] / 1e12:g} TB/s; sizes as "
-             f"on the GPU, see benchmarks/cost_model.py):", counts_table(cm)]
+    lines = [
+        f"GPU cost model (counted on the CuPy stand-in, MINIRSO_FUSED={cm['fused_env']}; predicted H100 = "
+        f"(launches + h2d) x {c['launch_s'] * 1e6:g} us + syncs x {c['sync_s'] * 1e6:g} us + FLOPs / "
+        f"{c['fp32_peak_flops'] / 1e12:g} TFLOP/s + bytes / {c['hbm_bytes_per_s'] / 1e12:g} TB/s; sizes as "
+        f"on the GPU, see benchmarks/cost_model.py):",
+        counts_table(cm),
+    ]
     if any(k.startswith("rso_trial_") for k in cm["cases"]):
         lines += ["", "RSO per tensor, per trial at batch 5,000:", tensor_table(cm)]
     lines += [f"- {n}" for n in cm["notes"]]
@@ -359,8 +469,9 @@ def implied_table(cm: dict, rows) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", default="rso,amc,rnn", help="comma-separated subset of rso,amc,rnn")
-    p.add_argument("--fused", choices=("0", "1"),
-                   help="MINIRSO_FUSED for the counted runs (default: this environment's, else 1)")
+    p.add_argument(
+        "--fused", choices=("0", "1"), help="MINIRSO_FUSED for the counted runs (default: this environment's, else 1)"
+    )
     p.add_argument("--json", metavar="PATH", help="write every number to PATH")
     args = p.parse_args(argv)
     cases = [c.strip() for c in args.only.split(",") if c.strip()]

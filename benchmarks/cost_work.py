@@ -107,6 +107,7 @@ def work_rso(kind: str) -> dict:
     reused ones (positions 2.. of a 16-trial batch).
     """
     import cupy
+
     from minirso import models
     from minirso.data import bundled_mnist_split
     from minirso.optim import RSO
@@ -120,11 +121,12 @@ def work_rso(kind: str) -> dict:
     at = {}  # batch -> [per tensor {"trial", "cache", ...}]
     units = None
     for b in SMALL["rso_batch"]:
-        opt = RSO(models.rso_mnist(seed=420), x, y, cycles=1, batch_size=b, seed=72, evaluator=evaluator,
-                  trials_per_batch=tpb)
+        opt = RSO(
+            models.rso_mnist(seed=420), x, y, cycles=1, batch_size=b, seed=72, evaluator=evaluator, trials_per_batch=tpb
+        )
         units = opt.units
         per = []
-        for k, u in enumerate(units):
+        for k in range(len(units)):
             _jump(opt, k)
             n0 = len(rec.calls)
             first = _count(opt.step, 1)
@@ -157,8 +159,12 @@ def work_rso(kind: str) -> dict:
                 cache[f] *= GPU["rso_pool"] / pool
             t["cache"] = cache
         tensors.append(t)
-    return {"kind": kind, "tensors": tensors, "evaluator_stats_last_run": stats,
-            "rows_conv_launches": {str(k): v for k, v in rec._memo.items()}}
+    return {
+        "kind": kind,
+        "tensors": tensors,
+        "evaluator_stats_last_run": stats,
+        "rows_conv_launches": {str(k): v for k, v in rec._memo.items()},
+    }
 
 
 def _amc_sizes(fn):
@@ -170,23 +176,32 @@ def work_amc() -> dict:
     """One full-batch ``AMC.step()`` of each benchmark net, signal norm off and on (amc_bench's configs)."""
     import cupy
     from amc_bench import HYPER, NETS, data
+
     from minirso.optim import AMC, ModelLoss
 
     out = {}
     for key in ("fig1", "ln64"):
         build, loss, label = NETS[key]
         for sn in (False, True):
+
             def one(n):
                 x_h, y_h = data(n)
                 net = build()
-                opt = AMC(net.params, ModelLoss(net, cupy.asarray(x_h), cupy.asarray(y_h), loss), signal_norm=sn,
-                          seed=0, **HYPER)
+                opt = AMC(
+                    net.params,
+                    ModelLoss(net, cupy.asarray(x_h), cupy.asarray(y_h), loss),
+                    signal_norm=sn,
+                    seed=0,
+                    **HYPER,
+                )
                 for _ in range(2):
                     opt.step()
                 return _count(opt.step, SMALL["amc_steps"])
 
-            out[f"{key}{'_sn' if sn else ''}"] = {"label": label + (" + signal norm" if sn else ""),
-                                                   "step": _amc_sizes(one)}
+            out[f"{key}{'_sn' if sn else ''}"] = {
+                "label": label + (" + signal norm" if sn else ""),
+                "step": _amc_sizes(one),
+            }
     return out
 
 
@@ -194,6 +209,7 @@ def work_chains() -> dict:
     """One ``AMCChains.step()`` with K = 32 chains of the Fig. 1 MLP (amc_bench.chains' config)."""
     import cupy
     from amc_bench import HYPER, NETS, data
+
     from minirso.optim import AMCChains, ChainsLoss
 
     build, loss, _ = NETS["fig1"]
@@ -213,8 +229,9 @@ def work_chains() -> dict:
 def work_rnn() -> dict:
     """One forward of ``models.amc_rnn_classifier()`` on 784-step sequences (rnn_bench's config)."""
     import cupy
-    from minirso import models
     from rnn_bench import sequences
+
+    from minirso import models
 
     model = models.amc_rnn_classifier()
 
@@ -226,8 +243,14 @@ def work_rnn() -> dict:
     return {"forward": _extrapolate({n: one(n) for n in SMALL["rnn_n"]}, GPU["rnn_n"])}
 
 
-WORK = {"rso_plain": lambda: work_rso("plain"), "rso_fast": lambda: work_rso("fast"),
-        "rso_fast16": lambda: work_rso("fast16"), "amc": work_amc, "chains": work_chains, "rnn": work_rnn}
+WORK = {
+    "rso_plain": lambda: work_rso("plain"),
+    "rso_fast": lambda: work_rso("fast"),
+    "rso_fast16": lambda: work_rso("fast16"),
+    "amc": work_amc,
+    "chains": work_chains,
+    "rnn": work_rnn,
+}
 
 
 def worker(job: str, out_path: str):
@@ -251,6 +274,7 @@ def worker(job: str, out_path: str):
         rec["traceback"] = traceback.format_exc()[-3000:]
     try:
         import cupy
+
         from minirso import kernels
 
         rec["fused"] = kernels.status()

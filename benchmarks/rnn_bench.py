@@ -15,13 +15,12 @@ against minirso's.
 from __future__ import annotations
 
 import numpy
-
-from minirso import models, to_numpy
-from minirso.backend import get_array_module
-
 import roofline
 from common import median_time, row
 from torch_ref import rnn_loop, rnn_weights, torch_rnn, torch_rnn_forward
+
+from minirso import models, to_numpy
+from minirso.backend import get_array_module
 
 
 def sequences(n: int, t_len: int, seed: int = 0):
@@ -50,8 +49,11 @@ def xp_loop(x, cells, fc):
 
 def rnn_work(n: int, t_len: int, i: int = 2, h: int = 64, classes: int = 2) -> roofline.Work:
     """Two RNN layers (see :func:`roofline.rnn_layer_work`) and the dense layer on the last state."""
-    return (roofline.rnn_layer_work(n, t_len, i, h) + roofline.rnn_layer_work(n, t_len, h, h)
-            + roofline.Work(2.0 * n * h * classes, roofline.F32 * (n * h + n * classes)))
+    return (
+        roofline.rnn_layer_work(n, t_len, i, h)
+        + roofline.rnn_layer_work(n, t_len, h, h)
+        + roofline.Work(2.0 * n * h * classes, roofline.F32 * (n * h + n * classes))
+    )
 
 
 def run(ctx, peaks: dict, n: int | None = None, t_len: int | None = None) -> dict:
@@ -59,9 +61,11 @@ def run(ctx, peaks: dict, n: int | None = None, t_len: int | None = None) -> dic
     n = n or (1500 if ctx.gpu else ctx.pick(150, 1500, 1500))
     t_len = t_len or (784 if ctx.gpu else ctx.pick(196, 784, 784))
     repeats = ctx.pick(3, 5, 10)
-    ctx.note(f"RNN: batch {n}, sequence {t_len}" + (" (CPU --quick preset; the experiment: 1,500 x 784)"
-                                                     if (n, t_len) != (1500, 784) else "")
-             + f"; random binary pixels; median of {repeats} forwards")
+    ctx.note(
+        f"RNN: batch {n}, sequence {t_len}"
+        + (" (CPU --quick preset; the experiment: 1,500 x 784)" if (n, t_len) != (1500, 784) else "")
+        + f"; random binary pixels; median of {repeats} forwards"
+    )
     model = models.amc_rnn_classifier()
     x_h = sequences(n, t_len)
     x, tx = ctx.xp.asarray(x_h), torch.as_tensor(x_h, device=ctx.tdev)
@@ -74,9 +78,11 @@ def run(ctx, peaks: dict, n: int | None = None, t_len: int | None = None) -> dic
     # hundreds of steps float32 rounding differences grow to ~1e-2 (a float64 loop shows the same spread)
     xs, txs = x[:, :20], tx[:, :20]
     want = to_numpy(model(xs))
-    for name, got in (("numpy/cupy loop", to_numpy(xp_loop(xs, cells_x, fc_x))),
-                      ("torch loop", rnn_loop(txs, cells_t, fc_t).cpu().numpy()),
-                      ("torch.nn.RNN", torch_rnn_forward(rnn, fc, txs).cpu().numpy())):
+    for name, got in (
+        ("numpy/cupy loop", to_numpy(xp_loop(xs, cells_x, fc_x))),
+        ("torch loop", rnn_loop(txs, cells_t, fc_t).cpu().numpy()),
+        ("torch.nn.RNN", torch_rnn_forward(rnn, fc, txs).cpu().numpy()),
+    ):
         numpy.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4, err_msg=f"{name} != minirso RNN")
 
     t = {
@@ -92,17 +98,46 @@ def run(ctx, peaks: dict, n: int | None = None, t_len: int | None = None) -> dic
     fr = lambda s: roofline.fraction(w, s, pk)
     lib = "CuPy" if ctx.gpu else "NumPy"
     rows = [
-        row("RNN forward vs PyTorch per-step loop", "s/forward", plain=med["minirso"], torch=med["torch_loop"],
-            goal=">= 5x vs a per-step loop", check=(">=", 5), work=w, frac_minirso=fr(med["minirso"]),
-            frac_torch=fr(med["torch_loop"])),
-        row(f"RNN forward vs {lib} per-step loop", "s/forward", plain=med["minirso"], torch=med["xp_loop"],
-            goal=">= 5x vs a per-step loop", check=(">=", 5), cpu_check=False, work=w,
-            frac_minirso=fr(med["minirso"]), frac_torch=fr(med["xp_loop"]),
-            detail=f"'PyTorch' column holds the {lib} loop here"),
-        row("RNN forward vs torch.nn.RNN", "s/forward", plain=med["minirso"], torch=med["torch_nn_rnn"], work=w,
+        row(
+            "RNN forward vs PyTorch per-step loop",
+            "s/forward",
+            plain=med["minirso"],
+            torch=med["torch_loop"],
+            goal=">= 5x vs a per-step loop",
+            check=(">=", 5),
+            work=w,
+            frac_minirso=fr(med["minirso"]),
+            frac_torch=fr(med["torch_loop"]),
+        ),
+        row(
+            f"RNN forward vs {lib} per-step loop",
+            "s/forward",
+            plain=med["minirso"],
+            torch=med["xp_loop"],
+            goal=">= 5x vs a per-step loop",
+            check=(">=", 5),
             cpu_check=False,
-            frac_minirso=fr(med["minirso"]), frac_torch=fr(med["torch_nn_rnn"]),
-            detail="cuDNN RNN on a GPU"),
+            work=w,
+            frac_minirso=fr(med["minirso"]),
+            frac_torch=fr(med["xp_loop"]),
+            detail=f"'PyTorch' column holds the {lib} loop here",
+        ),
+        row(
+            "RNN forward vs torch.nn.RNN",
+            "s/forward",
+            plain=med["minirso"],
+            torch=med["torch_nn_rnn"],
+            work=w,
+            cpu_check=False,
+            frac_minirso=fr(med["minirso"]),
+            frac_torch=fr(med["torch_nn_rnn"]),
+            detail="cuDNN RNN on a GPU",
+        ),
     ]
-    return {"rows": rows, "times": t, "flops": w.flops, "bytes": w.bytes,
-            "config": {"batch": n, "sequence": t_len, "repeats": repeats, "data": "random binary pixels"}}
+    return {
+        "rows": rows,
+        "times": t,
+        "flops": w.flops,
+        "bytes": w.bytes,
+        "config": {"batch": n, "sequence": t_len, "repeats": repeats, "data": "random binary pixels"},
+    }

@@ -135,7 +135,6 @@ def forward_work(model, x_shape, start: int = 0, stop: int | None = None, loss_p
     return total
 
 
-
 # ---- peaks --------------------------------------------------------------------------------------
 def _best_time(fn, sync, repeats):
     best = float("inf")
@@ -193,5 +192,8 @@ def peaks(ctx, gpu_name: str | None) -> dict:
         use = {"bytes": published[0], "flops": published[1], "source": f"published ({gpu_name})"}
     else:
         use = {"bytes": measured["bytes"], "flops": measured["flops"], "source": "measured"}
-    return {"used": use, "measured": measured,
-            "published": None if published is None else {"bytes": published[0], "flops": published[1]}}
+    return {
+        "used": use,
+        "measured": measured,
+        "published": None if published is None else {"bytes": published[0], "flops": published[1]},
+    }

@@ -27,14 +27,13 @@ from __future__ import annotations
 import math
 
 import numpy
+import roofline
+from common import median, row, timed
+from torch_ref import TorchRSO, TorchSequential
 
 from minirso import models, to_numpy
 from minirso.data import bundled_mnist_split
 from minirso.optim import RSO
-
-import roofline
-from common import median, row, timed
-from torch_ref import TorchRSO, TorchSequential
 
 
 def pool(ctx, n_pool: int):
@@ -44,8 +43,10 @@ def pool(ctx, n_pool: int):
     if n_pool > len(x):
         reps = -(-n_pool // len(x))
         x, y = numpy.tile(x, (reps, 1, 1, 1))[:n_pool], numpy.tile(y, reps)[:n_pool]
-        note += (f" (tiled {n_pool / 8000:.1f}x: full MNIST is not bundled; 60,000 rows give the authors' "
-                 "12 batches per shuffle)")
+        note += (
+            f" (tiled {n_pool / 8000:.1f}x: full MNIST is not bundled; 60,000 rows give the authors' "
+            "12 batches per shuffle)"
+        )
     return x[:n_pool].copy(), y[:n_pool].copy(), note
 
 
@@ -120,9 +121,11 @@ def run(ctx, peaks: dict, batch: int | None = None, n_pool: int | None = None) -
     n = ctx.pick(3, 10, 30)  # timed trials per tensor (after the first step)
     n16 = min(15, n)
     x_h, y_h, pool_note = pool(ctx, n_pool)
-    ctx.note(f"RSO: batch {batch}" + ("" if ctx.gpu or batch != 256 else
-                                      " (CPU preset: at 5,000 a trial takes seconds, a cycle hours)")
-             + f"; {pool_note}; timed trials per tensor: {n}, extrapolated to the cycle")
+    ctx.note(
+        f"RSO: batch {batch}"
+        + ("" if ctx.gpu or batch != 256 else " (CPU preset: at 5,000 a trial takes seconds, a cycle hours)")
+        + f"; {pool_note}; timed trials per tensor: {n}, extrapolated to the cycle"
+    )
     x, y = ctx.xp.asarray(x_h), ctx.xp.asarray(y_h)
 
     def fresh():
@@ -139,8 +142,7 @@ def run(ctx, peaks: dict, batch: int | None = None, n_pool: int | None = None) -
     opts = {
         "plain": RSO(fresh(), x, y, cycles=1, batch_size=batch, seed=72, evaluator="plain"),
         "fast": RSO(fresh(), x, y, cycles=1, batch_size=batch, seed=72, evaluator="incremental"),
-        "fast16": RSO(fresh(), x, y, cycles=1, batch_size=batch, seed=72, evaluator="incremental",
-                      trials_per_batch=16),
+        "fast16": RSO(fresh(), x, y, cycles=1, batch_size=batch, seed=72, evaluator="incremental", trials_per_batch=16),
     }
     units = opts["plain"].units
     rng = numpy.random.default_rng(72)
@@ -153,15 +155,30 @@ def run(ctx, peaks: dict, batch: int | None = None, n_pool: int | None = None) -
         trial_w, cache_w = _work(ref, x.shape, u.layer, batch, n_pool)
         if k and units[k - 1].layer == u.layer:  # BatchNorm gamma after beta: the layer's cache is already there
             cache_w = roofline.Work()
-        tensors.append({"name": u.name, "layer": u.layer, "trials": u.trials,
-                        "plain_first_s": first_p, "plain_trial_s": median(tp),
-                        "fast_first_s": first_f, "fast_trial_s": median(tf), "fast16_reused_trial_s": median(t16),
-                        "torch_cache_s": cache_t, "torch_trial_s": median(tt),
-                        "trial_flops": trial_w.flops, "trial_bytes": trial_w.bytes,
-                        "cache_flops": cache_w.flops, "cache_bytes": cache_w.bytes,
-                        "samples": {"plain": tp, "fast": tf, "fast16": t16, "torch": tt}})
-        print(f"  rso {u.name:13s} trial ms: plain {1e3 * median(tp):8.2f}  fast {1e3 * median(tf):8.2f}  "
-              f"fast16 {1e3 * median(t16):8.2f}  torch {1e3 * median(tt):8.2f}", flush=True)
+        tensors.append(
+            {
+                "name": u.name,
+                "layer": u.layer,
+                "trials": u.trials,
+                "plain_first_s": first_p,
+                "plain_trial_s": median(tp),
+                "fast_first_s": first_f,
+                "fast_trial_s": median(tf),
+                "fast16_reused_trial_s": median(t16),
+                "torch_cache_s": cache_t,
+                "torch_trial_s": median(tt),
+                "trial_flops": trial_w.flops,
+                "trial_bytes": trial_w.bytes,
+                "cache_flops": cache_w.flops,
+                "cache_bytes": cache_w.bytes,
+                "samples": {"plain": tp, "fast": tf, "fast16": t16, "torch": tt},
+            }
+        )
+        print(
+            f"  rso {u.name:13s} trial ms: plain {1e3 * median(tp):8.2f}  fast {1e3 * median(tf):8.2f}  "
+            f"fast16 {1e3 * median(t16):8.2f}  torch {1e3 * median(tt):8.2f}",
+            flush=True,
+        )
 
     # uncached PyTorch: 3 forwards from the images per trial, whatever the tensor: sampled on the last one
     u = units[-1]
@@ -174,15 +191,25 @@ def run(ctx, peaks: dict, batch: int | None = None, n_pool: int | None = None) -
     cyc = {
         "plain": cycle("plain_first_s", "plain_trial_s"),
         "fast": cycle("fast_first_s", "fast_trial_s"),
-        "fast16": sum(t["fast_first_s"] - t["fast_trial_s"]  # the cache, then one full trial per 16
-                      + math.ceil(t["trials"] / 16) * t["fast_trial_s"]
-                      + (t["trials"] - math.ceil(t["trials"] / 16)) * t["fast16_reused_trial_s"] for t in tensors),
+        "fast16": sum(
+            t["fast_first_s"]
+            - t["fast_trial_s"]  # the cache, then one full trial per 16
+            + math.ceil(t["trials"] / 16) * t["fast_trial_s"]
+            + (t["trials"] - math.ceil(t["trials"] / 16)) * t["fast16_reused_trial_s"]
+            for t in tensors
+        ),
         "torch": sum(t["torch_cache_s"] + t["trials"] * t["torch_trial_s"] for t in tensors),
         "torch_uncached": sum(t["trials"] for t in tensors) * t_unc_trial,
     }
     total_trials = sum(t["trials"] for t in tensors)
-    cycle_work = sum((roofline.Work(t["trial_flops"], t["trial_bytes"]) * t["trials"]
-                      + roofline.Work(t["cache_flops"], t["cache_bytes"]) for t in tensors), roofline.Work())
+    cycle_work = sum(
+        (
+            roofline.Work(t["trial_flops"], t["trial_bytes"]) * t["trials"]
+            + roofline.Work(t["cache_flops"], t["cache_bytes"])
+            for t in tensors
+        ),
+        roofline.Work(),
+    )
     unc_trial_w = _work(ref, x.shape, 0, batch, n_pool)[0]
     unc_work = unc_trial_w * total_trials
     pk = peaks["used"]
@@ -191,28 +218,75 @@ def run(ctx, peaks: dict, batch: int | None = None, n_pool: int | None = None) -
     if stats["fast"]["reused"] or stats["fast"]["plain"]:
         ctx.note(f"WARNING: the trials_per_batch=1 fast path was not pure Alg. 1 incremental trials: {stats['fast']}")
     rows = [
-        row("RSO cycle, Alg. 1 (fresh batch per weight)", "s/cycle", plain=cyc["plain"], fast=cyc["fast"],
-            torch=cyc["torch"], goal=">= 20x vs PyTorch cached", check=(">=", 20), work=cycle_work,
-            frac_minirso=fr(cycle_work, cyc["fast"]), frac_torch=fr(cycle_work, cyc["torch"]), equivalent=True,
-            detail="PyTorch = authors' method with cached layer inputs; fast = IncrementalEvaluator"),
-        row("RSO cycle, trials_per_batch=16", "s/cycle", fast=cyc["fast16"], torch=cyc["torch"],
-            goal="(cheaper schedule)", work=cycle_work, frac_minirso=fr(cycle_work, cyc["fast16"]),
-            frac_torch=fr(cycle_work, cyc["torch"]), equivalent=True,
-            detail="16 consecutive weights share a batch; PyTorch column: Alg. 1 cached, as above"),
-        row("RSO cycle vs PyTorch uncached", "s/cycle", fast=cyc["fast"], torch=cyc["torch_uncached"],
-            goal="(anchor: ~320 s on H100)", cpu_check=False, work=unc_work,
+        row(
+            "RSO cycle, Alg. 1 (fresh batch per weight)",
+            "s/cycle",
+            plain=cyc["plain"],
+            fast=cyc["fast"],
+            torch=cyc["torch"],
+            goal=">= 20x vs PyTorch cached",
+            check=(">=", 20),
+            work=cycle_work,
+            frac_minirso=fr(cycle_work, cyc["fast"]),
+            frac_torch=fr(cycle_work, cyc["torch"]),
+            equivalent=True,
+            detail="PyTorch = authors' method with cached layer inputs; fast = IncrementalEvaluator",
+        ),
+        row(
+            "RSO cycle, trials_per_batch=16",
+            "s/cycle",
+            fast=cyc["fast16"],
+            torch=cyc["torch"],
+            goal="(cheaper schedule)",
+            work=cycle_work,
+            frac_minirso=fr(cycle_work, cyc["fast16"]),
+            frac_torch=fr(cycle_work, cyc["torch"]),
+            equivalent=True,
+            detail="16 consecutive weights share a batch; PyTorch column: Alg. 1 cached, as above",
+        ),
+        row(
+            "RSO cycle vs PyTorch uncached",
+            "s/cycle",
+            fast=cyc["fast"],
+            torch=cyc["torch_uncached"],
+            goal="(anchor: ~320 s on H100)",
+            cpu_check=False,
+            work=unc_work,
             frac_torch=fr(unc_work, cyc["torch_uncached"]),
-            detail="PyTorch: three forwards from the images per weight, no cache"),
+            detail="PyTorch: three forwards from the images per weight, no cache",
+        ),
     ]
     for name, anchor in (("conv2.weight", "19 ms"), ("conv6.weight", "2 ms")):
         t = next(t for t in tensors if t["name"] == name)
         w = roofline.Work(t["trial_flops"], t["trial_bytes"])
-        rows.append(row(f"RSO trial, {name}", "s/trial", plain=t["plain_trial_s"], fast=t["fast_trial_s"],
-                        torch=t["torch_trial_s"], goal=f"(anchor: {anchor} on H100)", work=w,
-                        frac_minirso=fr(w, t["fast_trial_s"]), frac_torch=fr(w, t["torch_trial_s"]),
-                        equivalent=True))
-    return {"rows": rows, "tensors": tensors, "cycle_s": cyc, "torch_uncached_trial_s": t_unc_trial,
-            "evaluator_stats": stats,
-            "config": {"batch": batch, "pool": n_pool, "timed_trials_per_tensor": n, "timed_reused_trials": n16,
-                       "total_trials": total_trials, "torch_vs_minirso_max_abs_logit_diff": max_err,
-                       "seed_init": 420, "seed_rso": 72}}
+        rows.append(
+            row(
+                f"RSO trial, {name}",
+                "s/trial",
+                plain=t["plain_trial_s"],
+                fast=t["fast_trial_s"],
+                torch=t["torch_trial_s"],
+                goal=f"(anchor: {anchor} on H100)",
+                work=w,
+                frac_minirso=fr(w, t["fast_trial_s"]),
+                frac_torch=fr(w, t["torch_trial_s"]),
+                equivalent=True,
+            )
+        )
+    return {
+        "rows": rows,
+        "tensors": tensors,
+        "cycle_s": cyc,
+        "torch_uncached_trial_s": t_unc_trial,
+        "evaluator_stats": stats,
+        "config": {
+            "batch": batch,
+            "pool": n_pool,
+            "timed_trials_per_tensor": n,
+            "timed_reused_trials": n16,
+            "total_trials": total_trials,
+            "torch_vs_minirso_max_abs_logit_diff": max_err,
+            "seed_init": 420,
+            "seed_rso": 72,
+        },
+    }

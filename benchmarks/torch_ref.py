@@ -34,8 +34,9 @@ class _GlobalAvgPool(torch.nn.Module):
 def _torch_layer(layer):
     """The torch module computing what minirso ``layer`` computes (parameters copied later)."""
     if isinstance(layer, nn.Conv2d):
-        return torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
-                               layer.padding, bias=layer.use_bias)
+        return torch.nn.Conv2d(
+            layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding, bias=layer.use_bias
+        )
     if isinstance(layer, nn.BatchNorm2d):
         # track_running_stats=False: always the statistics of the current batch, nothing updated (as minirso)
         return torch.nn.BatchNorm2d(layer.num_features, eps=layer.eps, track_running_stats=False)
@@ -154,10 +155,14 @@ class TorchMLP:
         p = to_numpy(model.params)
         for layer in model.layers:
             if isinstance(layer, (nn.Dense, nn.LayerNorm)):
-                ts = [torch.from_numpy(p[g.slice].reshape(g.shape).copy()).to(device)
-                      for g in model.param_groups if g.name.startswith(layer.name + ".")]
-                self.ops.append(("dense" if isinstance(layer, nn.Dense) else "ln", len(self.params),
-                                 getattr(layer, "eps", None)))
+                ts = [
+                    torch.from_numpy(p[g.slice].reshape(g.shape).copy()).to(device)
+                    for g in model.param_groups
+                    if g.name.startswith(layer.name + ".")
+                ]
+                self.ops.append(
+                    ("dense" if isinstance(layer, nn.Dense) else "ln", len(self.params), getattr(layer, "eps", None))
+                )
                 self.params += ts
             elif isinstance(layer, nn.Tanh):
                 self.ops.append(("tanh", None, None))
@@ -262,8 +267,10 @@ def rnn_weights(model, device):
     p = to_numpy(model.params)
     g = {x.name: p[x.slice].reshape(x.shape) for x in model.param_groups}
     t = lambda a: torch.from_numpy(numpy.ascontiguousarray(a)).to(device)
-    cells = [(t(numpy.concatenate([g[f"{n}.weight_ih"], g[f"{n}.weight_hh"]], axis=1).T), t(g[f"{n}.bias"]))
-             for n in ("rnn1", "rnn2")]
+    cells = [
+        (t(numpy.concatenate([g[f"{n}.weight_ih"], g[f"{n}.weight_hh"]], axis=1).T), t(g[f"{n}.bias"]))
+        for n in ("rnn1", "rnn2")
+    ]
     return cells, (t(g["fc.weight"]), t(g["fc.bias"]))
 
 

@@ -71,11 +71,19 @@ def train(depth, signal_norm, steps, init, seed, log_lines=5):
     # what the net draws: its output at a few theta (the step is 0.5 on (0.5, 0.75))
     probe = minirso.asarray(np.array([[0.25], [0.55], [0.625], [0.7], [0.9]], np.float32))
     out = minirso.to_numpy(net(probe)).ravel()
-    print("  f_x(theta) at theta = 0.25, 0.55, 0.625, 0.7, 0.9: " + ", ".join(f"{v:+.3f}" for v in out)
-          + "   (target 0, .5, .5, .5, 0)")
+    print(
+        "  f_x(theta) at theta = 0.25, 0.55, 0.625, 0.7, 0.9: "
+        + ", ".join(f"{v:+.3f}" for v in out)
+        + "   (target 0, .5, .5, .5, 0)"
+    )
     print(f"  {steps} steps in {wall:.1f} s: final U = {opt.loss:.3e}")
-    return {"final_loss": opt.loss, "acceptance": opt.acceptance_rate, "sigma": opt.sigma, "wall_time": wall,
-            "num_params": net.num_params}
+    return {
+        "final_loss": opt.loss,
+        "acceptance": opt.acceptance_rate,
+        "sigma": opt.sigma,
+        "wall_time": wall,
+        "num_params": net.num_params,
+    }
 
 
 def main():
@@ -84,8 +92,12 @@ def main():
     parser.add_argument("--steps", type=int, default=20_000, help="aMC steps (the paper: 10^6)")
     parser.add_argument("--no-signal-norm", action="store_true", help="lambda_i = 1 for all parameters")
     parser.add_argument("--compare", action="store_true", help="run signal norm on, then off, from the same start")
-    parser.add_argument("--init", choices=["gaussian", "kaiming"], default="gaussian",
-                        help="N(0, sigma0^2) (default) or Kaiming, the paper's two starts")
+    parser.add_argument(
+        "--init",
+        choices=["gaussian", "kaiming"],
+        default="gaussian",
+        help="N(0, sigma0^2) (default) or Kaiming, the paper's two starts",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backend", choices=["numpy", "cupy"])
     parser.add_argument("--json", metavar="PATH", help="write the final metrics here as JSON")
@@ -96,13 +108,23 @@ def main():
     if args.backend:
         minirso.use_backend(args.backend)
     init = ("gaussian", 1e-2) if args.init == "gaussian" else "kaiming"
-    print(f"backend {minirso.backend_name()}; step function, 1,000 points; aMC (sigma0, epsilon, n_s) = "
-          f"(1e-2, 1e-2, 100); {args.steps} steps")
+    print(
+        f"backend {minirso.backend_name()}; step function, 1,000 points; aMC (sigma0, epsilon, n_s) = "
+        f"(1e-2, 1e-2, 100); {args.steps} steps"
+    )
     t0 = time.perf_counter()
     main_run = train(args.depth, not args.no_signal_norm, args.steps, init, args.seed)
-    result = {"example": "amc_deep_step", "backend": minirso.backend_name(), "steps": args.steps,
-              "depth": args.depth, "signal_norm": not args.no_signal_norm, "init": args.init, "seed": args.seed,
-              "smoke": args.smoke, **main_run}
+    result = {
+        "example": "amc_deep_step",
+        "backend": minirso.backend_name(),
+        "steps": args.steps,
+        "depth": args.depth,
+        "signal_norm": not args.no_signal_norm,
+        "init": args.init,
+        "seed": args.seed,
+        "smoke": args.smoke,
+        **main_run,
+    }
     if args.compare:
         other = train(args.depth, args.no_signal_norm, args.steps, init, args.seed)
         key = "signal_norm_" + ("on" if args.no_signal_norm else "off")

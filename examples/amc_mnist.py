@@ -70,12 +70,11 @@ import sys
 import time
 
 import minirso
+from minirso import runargs
 from minirso.data import load_mnist_or_bundled
 from minirso.models import mlp
 from minirso.optim import AMC, ModelLoss
-from minirso import runargs
 from minirso.train import Trainer, write_metrics
-
 
 # flags that do not change what is computed: on --resume they may differ from the stored run
 FREE = ("backend", "data_dir", "download", "eval_every", "json", "no_progress")
@@ -84,26 +83,42 @@ FREE = ("backend", "data_dir", "download", "eval_every", "json", "no_progress")
 def parse_args(argv=None):
     """The arguments; with --resume, every flag not typed comes from the checkpoint (``minirso.runargs``)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, help="aMC steps (default 4,000; --smoke 40; the paper: 10^5); with "
-                                             "--resume, a larger number extends the run")
+    p.add_argument(
+        "--steps",
+        type=int,
+        help="aMC steps (default 4,000; --smoke 40; the paper: 10^5); with --resume, a larger number extends the run",
+    )
     p.add_argument("--batching", choices=["full", "minibatch", "progressive"], default="full")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="minibatch rows (default 2000) or the progressive start (default 500)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="minibatch rows (default 2000) or the progressive start (default 500)",
+    )
     p.add_argument("--signal-norm", choices=["on", "off"], default="on")
     p.add_argument("--sigma0", type=float, default=1e-2, help="initial move scale, also the init std")
     p.add_argument("--epsilon", type=float, default=0.0, help="mu adaptation rate (eq. 10)")
     p.add_argument("--n-s", type=int, default=20, help="rejections in a row before sigma *= 0.95 (0: never)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=["numpy", "cupy"])
-    p.add_argument("--data-dir", help="directory holding mnist/ (default: $MINIRSO_DATA, else the user cache folder "
-                                      "~/.cache/minirso)")
-    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
-                   help="fetch the full MNIST if it is missing (default: no, use the bundled digits)")
+    p.add_argument(
+        "--data-dir",
+        help="directory holding mnist/ (default: $MINIRSO_DATA, else the user cache folder ~/.cache/minirso)",
+    )
+    p.add_argument(
+        "--download",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="fetch the full MNIST if it is missing (default: no, use the bundled digits)",
+    )
     p.add_argument("--eval-every", type=int, help="steps between test-set evaluations (default 500; --smoke 20)")
     p.add_argument("--checkpoint", metavar="PATH", help="HDF5 checkpoint, written every --eval-every steps")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run stored in --checkpoint (its arguments: only --steps (larger) and "
-                        "--backend, --data-dir, --download, --eval-every, --json, --no-progress may differ)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run stored in --checkpoint (its arguments: only --steps (larger) and "
+        "--backend, --data-dir, --download, --eval-every, --json, --no-progress may differ)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", metavar="PATH", help="write the final metrics here as JSON")
     p.add_argument("--smoke", action="store_true", help="a few seconds for CI: 1,000 / 500 digits, 40 steps")
@@ -139,56 +154,101 @@ def main(argv=None):
 
     # 3. U(x): MSE of the softmax outputs against one-hot labels, and the aMC chain that moves net.params.
     loss = ModelLoss(net, x_train, y_train, loss="mse")
-    batch = {"full": {}, "minibatch": {"batch_size": args.batch_size or min(2000, len(y_train))},
-             "progressive": {"progressive": True, "batch_size": args.batch_size}}[args.batching]
-    opt = AMC(net.params, loss, sigma0=args.sigma0, epsilon=args.epsilon, n_s=args.n_s or None,
-              signal_norm=args.signal_norm == "on", seed=args.seed, **batch)
-    print(f"backend {minirso.backend_name()}; {len(y_train):,} training / {len(y_test):,} test digits; "
-          f"aMC sigma0 {args.sigma0:g}, epsilon {args.epsilon:g}, n_s {args.n_s or 'inf'}, signal norm "
-          f"{args.signal_norm}, batching {args.batching}"
-          + (f" ({opt.batch} rows)" if opt.batch else "") + f"; {args.steps:,} steps", flush=True)
+    batch = {
+        "full": {},
+        "minibatch": {"batch_size": args.batch_size or min(2000, len(y_train))},
+        "progressive": {"progressive": True, "batch_size": args.batch_size},
+    }[args.batching]
+    opt = AMC(
+        net.params,
+        loss,
+        sigma0=args.sigma0,
+        epsilon=args.epsilon,
+        n_s=args.n_s or None,
+        signal_norm=args.signal_norm == "on",
+        seed=args.seed,
+        **batch,
+    )
+    print(
+        f"backend {minirso.backend_name()}; {len(y_train):,} training / {len(y_test):,} test digits; "
+        f"aMC sigma0 {args.sigma0:g}, epsilon {args.epsilon:g}, n_s {args.n_s or 'inf'}, signal norm "
+        f"{args.signal_norm}, batching {args.batching}"
+        + (f" ({opt.batch} rows)" if opt.batch else "")
+        + f"; {args.steps:,} steps",
+        flush=True,
+    )
 
     # 4. The Trainer runs the steps, evaluates held-out accuracy, and checkpoints (Ctrl-C saves and stops).
     train_eval = (x_train[:2000], y_train[:2000])
-    trainer = Trainer(net, opt, steps=args.steps, eval_data=(x_test, y_test), train_eval_data=train_eval,
-                      eval_every=args.eval_every, checkpoint=args.checkpoint, checkpoint_every=args.eval_every,
-                      log_every=max(1, min(100, args.eval_every)), progress=not args.no_progress,
-                      meta={"example": "amc_mnist", "args": vars(args)}, loss="mse")
+    trainer = Trainer(
+        net,
+        opt,
+        steps=args.steps,
+        eval_data=(x_test, y_test),
+        train_eval_data=train_eval,
+        eval_every=args.eval_every,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.eval_every,
+        log_every=max(1, min(100, args.eval_every)),
+        progress=not args.no_progress,
+        meta={"example": "amc_mnist", "args": vars(args)},
+        loss="mse",
+    )
     if args.resume and trainer.restore(args.checkpoint):
         print(f"resumed from {args.checkpoint} at step {opt.step_count:,}")
     stopped = runargs.fit_until_stopped(trainer)  # Ctrl-C / SIGTERM: saved, then stopped
     for row in trainer.history["eval"]:
-        print(f"  step {row['step']:7,d}: test accuracy {row['test_accuracy']:.4f}, test U {row['test_loss']:.4f}, "
-              f"train U {row.get('train_loss', float('nan')):.4f}, acceptance {row['acceptance']:.3f}, "
-              f"sigma {row['sigma']:.2e}")
+        print(
+            f"  step {row['step']:7,d}: test accuracy {row['test_accuracy']:.4f}, test U {row['test_loss']:.4f}, "
+            f"train U {row.get('train_loss', float('nan')):.4f}, acceptance {row['acceptance']:.3f}, "
+            f"sigma {row['sigma']:.2e}"
+        )
     # an interrupted run reports its last evaluation (none yet: None) instead of waiting for a new one
     final = (trainer.history["eval"][-1] if trainer.history["eval"] else {}) if stopped else trainer.evaluate()
     final = {k: final.get(k) for k in ("test_accuracy", "test_loss", "train_accuracy", "train_loss")}
     wall = time.perf_counter() - t0
     if not stopped:
-        print(f"after {opt.step_count:,} steps: held-out accuracy {final['test_accuracy']:.4f}, training U "
-              f"{opt.loss:.4f}, acceptance rate {opt.acceptance_rate:.3f}, sigma {opt.sigma:.2e}; {wall:.1f} s")
+        print(
+            f"after {opt.step_count:,} steps: held-out accuracy {final['test_accuracy']:.4f}, training U "
+            f"{opt.loss:.4f}, acceptance rate {opt.acceptance_rate:.3f}, sigma {opt.sigma:.2e}; {wall:.1f} s"
+        )
 
     if args.json:
-        result = {"example": "amc_mnist", "backend": minirso.backend_name(), "wall_time": wall,
-                  "steps": opt.step_count, "test_accuracy": final["test_accuracy"],
-                  "test_loss": final["test_loss"], "train_accuracy": final["train_accuracy"],
-                  "train_loss": final["train_loss"],
-                  "final_loss": opt.loss, "acceptance": opt.acceptance_rate, "sigma": opt.sigma,
-                  "batch": opt.batch, "batching": args.batching, "signal_norm": args.signal_norm == "on",
-                  "sigma0": args.sigma0, "epsilon": args.epsilon, "n_s": args.n_s, "seed": args.seed,
-                  "num_params": net.num_params, "train_samples": len(y_train), "test_samples": len(y_test),
-                  "data": ds.name,
-                  "interrupted": stopped, "smoke": args.smoke}
+        result = {
+            "example": "amc_mnist",
+            "backend": minirso.backend_name(),
+            "wall_time": wall,
+            "steps": opt.step_count,
+            "test_accuracy": final["test_accuracy"],
+            "test_loss": final["test_loss"],
+            "train_accuracy": final["train_accuracy"],
+            "train_loss": final["train_loss"],
+            "final_loss": opt.loss,
+            "acceptance": opt.acceptance_rate,
+            "sigma": opt.sigma,
+            "batch": opt.batch,
+            "batching": args.batching,
+            "signal_norm": args.signal_norm == "on",
+            "sigma0": args.sigma0,
+            "epsilon": args.epsilon,
+            "n_s": args.n_s,
+            "seed": args.seed,
+            "num_params": net.num_params,
+            "train_samples": len(y_train),
+            "test_samples": len(y_test),
+            "data": ds.name,
+            "interrupted": stopped,
+            "smoke": args.smoke,
+        }
         if stopped:
-            result.update(stop_signal=signal.Signals(trainer.stop_signal).name,
-                          resume=runargs.resume_command(args.checkpoint))
+            result.update(
+                stop_signal=signal.Signals(trainer.stop_signal).name, resume=runargs.resume_command(args.checkpoint)
+            )
         print(f"wrote {write_metrics(args.json, result)}")
     if stopped:  # the shell's "stopped by a signal" (130 for Ctrl-C, 143 for SIGTERM): the run is unfinished
         print(runargs.stop_message(trainer, args.checkpoint))
         return 128 + trainer.stop_signal
     return 0
-
 
 
 if __name__ == "__main__":

@@ -54,10 +54,10 @@ import time
 import numpy as np
 
 import minirso
+from minirso import runargs
 from minirso.data import load_mnist_or_bundled
 from minirso.models import amc_rnn_classifier
 from minirso.optim import AMC, ModelLoss
-from minirso import runargs
 from minirso.train import Trainer, write_metrics
 
 
@@ -84,10 +84,18 @@ FREE = ("backend", "data_dir", "download", "eval_every", "json", "no_progress")
 def parse_args(argv=None):
     """The arguments; with --resume, every flag not typed comes from the checkpoint (``minirso.runargs``)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, help="aMC steps (default 1,000; --smoke 20); with --resume, a larger "
-                                             "number extends the run")
-    p.add_argument("--side", type=int, choices=[4, 7, 14, 28], default=7,
-                   help="images averaged down to side x side: sequences of side^2 steps (the paper: 28)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        help="aMC steps (default 1,000; --smoke 20); with --resume, a larger number extends the run",
+    )
+    p.add_argument(
+        "--side",
+        type=int,
+        choices=[4, 7, 14, 28],
+        default=7,
+        help="images averaged down to side x side: sequences of side^2 steps (the paper: 28)",
+    )
     p.add_argument("--batch-size", type=int, help="minibatch per step (default and the paper: 1,500; --smoke 100)")
     p.add_argument("--sigma0", type=float, default=1e-3)
     p.add_argument("--epsilon", type=float, default=0.0)
@@ -95,23 +103,39 @@ def parse_args(argv=None):
     p.add_argument("--signal-norm", choices=["on", "off"], default="off")
     p.add_argument("--hidden", type=int, default=64, help="hidden state size of both RNN layers")
     p.add_argument("--cell", choices=["rnn", "gru"], default="rnn", help="gru: the authors' code's variant")
-    p.add_argument("--init", choices=["kaiming", "gaussian"], default="kaiming",
-                   help="kaiming, or N(0, sigma0^2) as the paper's other nets")
+    p.add_argument(
+        "--init",
+        choices=["kaiming", "gaussian"],
+        default="kaiming",
+        help="kaiming, or N(0, sigma0^2) as the paper's other nets",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=["numpy", "cupy"])
-    p.add_argument("--data-dir", help="directory holding mnist/ (default: $MINIRSO_DATA, else the user cache folder "
-                                      "~/.cache/minirso)")
-    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
-                   help="fetch the full MNIST if it is missing (default: no, use the bundled digits)")
+    p.add_argument(
+        "--data-dir",
+        help="directory holding mnist/ (default: $MINIRSO_DATA, else the user cache folder ~/.cache/minirso)",
+    )
+    p.add_argument(
+        "--download",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="fetch the full MNIST if it is missing (default: no, use the bundled digits)",
+    )
     p.add_argument("--eval-every", type=int, help="steps between held-out evaluations (default 100; --smoke 10)")
     p.add_argument("--checkpoint", metavar="PATH", help="HDF5 checkpoint, written every --eval-every steps")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run stored in --checkpoint (its arguments: only --steps (larger) and "
-                        "--backend, --data-dir, --download, --eval-every, --json, --no-progress may differ)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run stored in --checkpoint (its arguments: only --steps (larger) and "
+        "--backend, --data-dir, --download, --eval-every, --json, --no-progress may differ)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", metavar="PATH", help="write the final metrics here as JSON")
-    p.add_argument("--smoke", action="store_true",
-                   help="a few seconds for CI: 7x7 images (49 steps), 200 / 100 sequences, batch 100, 20 steps")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few seconds for CI: 7x7 images (49 steps), 200 / 100 sequences, batch 100, 20 steps",
+    )
     args = runargs.parse_resumable(p, argv, extend=("steps",), free=FREE)
     if args.resume and not args.checkpoint:
         p.error("--resume needs --checkpoint PATH")
@@ -147,49 +171,87 @@ def main(argv=None):
 
     # 3. U: mean cross-entropy on a fresh minibatch every step (drawn by aMC, with replacement).
     loss = ModelLoss(net, x_train, y_train, loss="cross_entropy_mean")
-    opt = AMC(net.params, loss, sigma0=args.sigma0, epsilon=args.epsilon, n_s=args.n_s,
-              signal_norm=args.signal_norm == "on", seed=args.seed, batch_size=batch)
-    print(f"backend {minirso.backend_name()}; {len(y_train):,} training / {len(y_test):,} held-out sequences "
-          f"of {args.side * args.side} pixels; minibatch {batch}; aMC sigma0 {args.sigma0:g}, epsilon "
-          f"{args.epsilon:g}, n_s {args.n_s}, signal norm {args.signal_norm}; {args.steps:,} steps", flush=True)
+    opt = AMC(
+        net.params,
+        loss,
+        sigma0=args.sigma0,
+        epsilon=args.epsilon,
+        n_s=args.n_s,
+        signal_norm=args.signal_norm == "on",
+        seed=args.seed,
+        batch_size=batch,
+    )
+    print(
+        f"backend {minirso.backend_name()}; {len(y_train):,} training / {len(y_test):,} held-out sequences "
+        f"of {args.side * args.side} pixels; minibatch {batch}; aMC sigma0 {args.sigma0:g}, epsilon "
+        f"{args.epsilon:g}, n_s {args.n_s}, signal norm {args.signal_norm}; {args.steps:,} steps",
+        flush=True,
+    )
 
     # 4. Train with the Trainer: progress bar, held-out accuracy every --eval-every steps, checkpoints.
-    trainer = Trainer(net, opt, steps=args.steps, eval_data=(x_test, y_test), eval_every=args.eval_every,
-                      checkpoint=args.checkpoint, checkpoint_every=args.eval_every,
-                      log_every=max(1, min(10, args.eval_every)), progress=not args.no_progress,
-                      meta={"example": "amc_rnn_mnist01", "args": vars(args)}, loss="cross_entropy_mean",
-                      eval_batch=500)
+    trainer = Trainer(
+        net,
+        opt,
+        steps=args.steps,
+        eval_data=(x_test, y_test),
+        eval_every=args.eval_every,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.eval_every,
+        log_every=max(1, min(10, args.eval_every)),
+        progress=not args.no_progress,
+        meta={"example": "amc_rnn_mnist01", "args": vars(args)},
+        loss="cross_entropy_mean",
+        eval_batch=500,
+    )
     if args.resume and trainer.restore(args.checkpoint):
         print(f"resumed from {args.checkpoint} at step {opt.step_count:,}")
     stopped = runargs.fit_until_stopped(trainer)  # Ctrl-C / SIGTERM: saved, then stopped
     for row in trainer.history["eval"]:
-        print(f"  step {row['step']:6,d}: held-out accuracy {row['test_accuracy']:.4f}, held-out U "
-              f"{row['test_loss']:.4f}, acceptance {row['acceptance']:.3f}, sigma {row['sigma']:.2e}")
+        print(
+            f"  step {row['step']:6,d}: held-out accuracy {row['test_accuracy']:.4f}, held-out U "
+            f"{row['test_loss']:.4f}, acceptance {row['acceptance']:.3f}, sigma {row['sigma']:.2e}"
+        )
     # an interrupted run reports its last evaluation (none yet: None) instead of waiting for a new one
     final = (trainer.history["eval"][-1] if trainer.history["eval"] else {}) if stopped else trainer.evaluate()
     final = {k: final.get(k) for k in ("test_accuracy", "test_loss")}
     wall = time.perf_counter() - t0
     if not stopped:
-        print(f"after {opt.step_count:,} steps: held-out accuracy {final['test_accuracy']:.4f}, last minibatch U "
-              f"{opt.loss:.4f}, acceptance rate {opt.acceptance_rate:.3f}; {wall:.1f} s")
+        print(
+            f"after {opt.step_count:,} steps: held-out accuracy {final['test_accuracy']:.4f}, last minibatch U "
+            f"{opt.loss:.4f}, acceptance rate {opt.acceptance_rate:.3f}; {wall:.1f} s"
+        )
 
     if args.json:
-        result = {"example": "amc_rnn_mnist01", "backend": minirso.backend_name(), "wall_time": wall,
-                  "steps": opt.step_count, "test_accuracy": final["test_accuracy"], "test_loss": final["test_loss"],
-                  "final_loss": opt.loss, "acceptance": opt.acceptance_rate, "sigma": opt.sigma,
-                  "sequence_length": args.side * args.side, "batch_size": batch, "cell": args.cell,
-                  "num_params": net.num_params, "train_samples": len(y_train), "test_samples": len(y_test),
-                  "data": ds.name,
-                  "seed": args.seed, "interrupted": stopped, "smoke": args.smoke}
+        result = {
+            "example": "amc_rnn_mnist01",
+            "backend": minirso.backend_name(),
+            "wall_time": wall,
+            "steps": opt.step_count,
+            "test_accuracy": final["test_accuracy"],
+            "test_loss": final["test_loss"],
+            "final_loss": opt.loss,
+            "acceptance": opt.acceptance_rate,
+            "sigma": opt.sigma,
+            "sequence_length": args.side * args.side,
+            "batch_size": batch,
+            "cell": args.cell,
+            "num_params": net.num_params,
+            "train_samples": len(y_train),
+            "test_samples": len(y_test),
+            "data": ds.name,
+            "seed": args.seed,
+            "interrupted": stopped,
+            "smoke": args.smoke,
+        }
         if stopped:
-            result.update(stop_signal=signal.Signals(trainer.stop_signal).name,
-                          resume=runargs.resume_command(args.checkpoint))
+            result.update(
+                stop_signal=signal.Signals(trainer.stop_signal).name, resume=runargs.resume_command(args.checkpoint)
+            )
         print(f"wrote {write_metrics(args.json, result)}")
     if stopped:  # the shell's "stopped by a signal" (130 for Ctrl-C, 143 for SIGTERM): the run is unfinished
         print(runargs.stop_message(trainer, args.checkpoint))
         return 128 + trainer.stop_signal
     return 0
-
 
 
 if __name__ == "__main__":

@@ -60,8 +60,15 @@ def run(epsilon, steps, sigma0, n_s, seed, checkpoints):
             first_below = n
         if n in checkpoints:
             f_at[n] = info["loss"]
-    return {"epsilon": epsilon, "final_loss": opt.loss, "f_at": f_at, "first_below_1e-3": first_below,
-            "acceptance": opt.acceptance_rate, "sigma": opt.sigma, "position": minirso.to_numpy(p).tolist()}
+    return {
+        "epsilon": epsilon,
+        "final_loss": opt.loss,
+        "f_at": f_at,
+        "first_below_1e-3": first_below,
+        "acceptance": opt.acceptance_rate,
+        "sigma": opt.sigma,
+        "position": minirso.to_numpy(p).tolist(),
+    }
 
 
 def main():
@@ -80,8 +87,10 @@ def main():
     if args.backend:
         minirso.use_backend(args.backend)
     checkpoints = [n for n in (100, 1000, 2000, args.steps) if n <= args.steps]
-    print(f"backend {minirso.backend_name()}; Rosenbrock from (-2, 2); sigma0 {args.sigma0}, n_s {args.n_s}; "
-          f"{args.steps} steps per epsilon")
+    print(
+        f"backend {minirso.backend_name()}; Rosenbrock from (-2, 2); sigma0 {args.sigma0}, n_s {args.n_s}; "
+        f"{args.steps} steps per epsilon"
+    )
     head = "".join(f"f({n})".ljust(10) for n in dict.fromkeys(checkpoints))
     print(f"  {'epsilon':8s}  {head}first f < 1e-3  acceptance")
     t0 = time.perf_counter()
@@ -94,15 +103,27 @@ def main():
         print(f"  {eps:<8g}  {cols}{first:16s}{r['acceptance']:.3f}")
     wall = time.perf_counter() - t0
     best = min(runs, key=lambda r: r["final_loss"])
-    print(f"{wall:.1f} s; lowest final f = {best['final_loss']:.2e} with epsilon = {best['epsilon']:g}, "
-          f"at (x, y) = ({best['position'][0]:.4f}, {best['position'][1]:.4f})")
+    print(
+        f"{wall:.1f} s; lowest final f = {best['final_loss']:.2e} with epsilon = {best['epsilon']:g}, "
+        f"at (x, y) = ({best['position'][0]:.4f}, {best['position'][1]:.4f})"
+    )
     if args.json:
-        path = write_metrics(args.json, {
-            "example": "amc_rosenbrock", "backend": minirso.backend_name(), "wall_time": wall, "steps": args.steps,
-            "sigma0": args.sigma0, "n_s": args.n_s, "seed": args.seed, "smoke": args.smoke,
-            "final_loss": best["final_loss"], "best_epsilon": best["epsilon"],
-            "runs": [dict(r, f_at={str(n): f for n, f in r["f_at"].items()}) for r in runs],
-        })
+        path = write_metrics(
+            args.json,
+            {
+                "example": "amc_rosenbrock",
+                "backend": minirso.backend_name(),
+                "wall_time": wall,
+                "steps": args.steps,
+                "sigma0": args.sigma0,
+                "n_s": args.n_s,
+                "seed": args.seed,
+                "smoke": args.smoke,
+                "final_loss": best["final_loss"],
+                "best_epsilon": best["epsilon"],
+                "runs": [dict(r, f_at={str(n): f for n, f in r["f_at"].items()}) for r in runs],
+            },
+        )
         print(f"wrote {path}")
 
 

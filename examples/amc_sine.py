@@ -49,10 +49,14 @@ def train(name, make_optimizer, steps, width, seed):
     for n in range(1, steps + 1):
         opt.step()
         if n % report == 0:
-            print(f"  {name:10s} step {n:7d}: U = {opt.loss:.3e}, acceptance {opt.acceptance_rate:.3f}, "
-                  f"sigma {opt.sigma:.2e}")
-    print(f"  {name:10s} {steps} steps in {time.perf_counter() - t0:.1f} s: final U = {opt.loss:.3e}, "
-          f"acceptance rate {opt.acceptance_rate:.3f} ({opt.accepted} of {opt.step_count})")
+            print(
+                f"  {name:10s} step {n:7d}: U = {opt.loss:.3e}, acceptance {opt.acceptance_rate:.3f}, "
+                f"sigma {opt.sigma:.2e}"
+            )
+    print(
+        f"  {name:10s} {steps} steps in {time.perf_counter() - t0:.1f} s: final U = {opt.loss:.3e}, "
+        f"acceptance rate {opt.acceptance_rate:.3f} ({opt.accepted} of {opt.step_count})"
+    )
     return opt
 
 
@@ -71,16 +75,33 @@ def main():
         minirso.use_backend(args.backend)
     print(f"backend {minirso.backend_name()}; net 1-{args.width}-{args.width}-1 tanh; {args.steps} steps each")
     t0 = time.perf_counter()
-    mc = train("Metropolis", lambda p, u: Metropolis(p, u, sigma=1e-3, seed=args.seed), args.steps, args.width,
-               args.seed)
-    amc = train("aMC", lambda p, u: AMC(p, u, sigma0=1e-2, epsilon=1e-2, n_s=100, signal_norm=True, seed=args.seed),
-                args.steps, args.width, args.seed)
+    mc = train(
+        "Metropolis", lambda p, u: Metropolis(p, u, sigma=1e-3, seed=args.seed), args.steps, args.width, args.seed
+    )
+    amc = train(
+        "aMC",
+        lambda p, u: AMC(p, u, sigma0=1e-2, epsilon=1e-2, n_s=100, signal_norm=True, seed=args.seed),
+        args.steps,
+        args.width,
+        args.seed,
+    )
     if args.json:
-        write_metrics(args.json, {"example": "amc_sine", "backend": minirso.backend_name(),
-                                  "wall_time": time.perf_counter() - t0, "steps": args.steps, "width": args.width,
-                                  "seed": args.seed, "smoke": args.smoke, "final_loss": amc.loss,
-                                  "acceptance": amc.acceptance_rate, "final_loss_metropolis": mc.loss,
-                                  "acceptance_metropolis": mc.acceptance_rate})
+        write_metrics(
+            args.json,
+            {
+                "example": "amc_sine",
+                "backend": minirso.backend_name(),
+                "wall_time": time.perf_counter() - t0,
+                "steps": args.steps,
+                "width": args.width,
+                "seed": args.seed,
+                "smoke": args.smoke,
+                "final_loss": amc.loss,
+                "acceptance": amc.acceptance_rate,
+                "final_loss_metropolis": mc.loss,
+                "acceptance_metropolis": mc.acceptance_rate,
+            },
+        )
         print(f"wrote {args.json}")
 
 

@@ -39,8 +39,16 @@ from minirso.train import write_metrics
 
 
 def small_net(seed):
-    return Sequential([AvgPool2d(4, name="down"), Flatten(name="flat"), Dense(49, 16, name="fc1"),
-                       ReLU(name="relu1"), Dense(16, 10, name="fc2")], seed=seed)
+    return Sequential(
+        [
+            AvgPool2d(4, name="down"),
+            Flatten(name="flat"),
+            Dense(49, 16, name="fc1"),
+            ReLU(name="relu1"),
+            Dense(16, 10, name="fc2"),
+        ],
+        seed=seed,
+    )
 
 
 def held_out_accuracy(net, x_train, x_held, y_held):
@@ -70,16 +78,20 @@ def main():
         x_train, y_train, x_held, y_held = x_train[:1000], y_train[:1000], x_held[:500], y_held[:500]
     x_train, y_train, x_held, y_held = (minirso.asarray(a) for a in (x_train, y_train, x_held, y_held))
     net = small_net(seed=3) if args.net == "small" else rso_mnist(seed=420, channels=4 if args.smoke else 16)
-    print(f"backend {minirso.backend_name()}; {args.net} net, {net.num_params} parameters; "
-          f"{len(y_train)} training / {len(y_held)} held-out digits; batch {args.batch_size}")
+    print(
+        f"backend {minirso.backend_name()}; {args.net} net, {net.num_params} parameters; "
+        f"{len(y_train)} training / {len(y_held)} held-out digits; batch {args.batch_size}"
+    )
     before = held_out_accuracy(net, x_train, x_held, y_held)
     print(f"before training: held-out accuracy {before:.4f}")
 
     def show(event, info):  # the optimizer's callback: one line per tensor swept
         if event == "unit_end":
-            print(f"  cycle {info['cycle'] + 1} {info['name']:14s} {info['trials']:5d} trials: "
-                  f"+{info['plus']} -{info['minus']} kept {info['rejected']}, mean loss {info['mean_loss']:.1f}, "
-                  f"sigma {info['sigma']:.3f}, {info['wall_time']:.1f} s")
+            print(
+                f"  cycle {info['cycle'] + 1} {info['name']:14s} {info['trials']:5d} trials: "
+                f"+{info['plus']} -{info['minus']} kept {info['rejected']}, mean loss {info['mean_loss']:.1f}, "
+                f"sigma {info['sigma']:.3f}, {info['wall_time']:.1f} s"
+            )
 
     opt = RSO(net, x_train, y_train, cycles=args.cycles, batch_size=args.batch_size, seed=args.seed, callback=show)
     t0 = time.perf_counter()
@@ -89,12 +101,25 @@ def main():
         acc = held_out_accuracy(net, x_train, x_held, y_held)
         print(f"cycle {c + 1}: held-out accuracy {acc:.4f} ({time.perf_counter() - t0:.1f} s so far)")
     if args.json:
-        write_metrics(args.json, {
-            "example": "rso_digits", "smoke": args.smoke, "backend": minirso.backend_name(), "net": args.net,
-            "num_params": net.num_params, "cycles": args.cycles, "batch_size": args.batch_size, "trials": opt.trial,
-            "test_accuracy_before": before, "test_accuracy": acc, "final_loss": opt.records[-1]["mean_loss"],
-            "train_samples": int(len(y_train)), "test_samples": int(len(y_held)),
-            "wall_time": time.perf_counter() - t0})
+        write_metrics(
+            args.json,
+            {
+                "example": "rso_digits",
+                "smoke": args.smoke,
+                "backend": minirso.backend_name(),
+                "net": args.net,
+                "num_params": net.num_params,
+                "cycles": args.cycles,
+                "batch_size": args.batch_size,
+                "trials": opt.trial,
+                "test_accuracy_before": before,
+                "test_accuracy": acc,
+                "final_loss": opt.records[-1]["mean_loss"],
+                "train_samples": int(len(y_train)),
+                "test_samples": int(len(y_held)),
+                "wall_time": time.perf_counter() - t0,
+            },
+        )
 
 
 if __name__ == "__main__":

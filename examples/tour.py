@@ -45,8 +45,10 @@ def main():
 
     # 2. The network of RSO sec. 4.1, built as the authors' code builds it.
     model = models.rso_mnist(seed=420)
-    print(f"\n2. rso_mnist: {len(model.layers)} layers, {model.num_params} parameters in one "
-          f"{model.params.dtype} buffer of shape {model.params.shape}")
+    print(
+        f"\n2. rso_mnist: {len(model.layers)} layers, {model.num_params} parameters in one "
+        f"{model.params.dtype} buffer of shape {model.params.shape}"
+    )
     print(model.summary())
 
     # 3. Views: conv1.weight IS model.params[0:144], reshaped.
@@ -59,8 +61,10 @@ def main():
     conv1 = model.layers[0]
     model.params[0] += 0.5  # one write into the flat buffer ...
     after = float(losses.cross_entropy(model(x), labels))
-    print(f"\n3. params[0] += 0.5 moved conv1.weight[0,0,0,0] to {float(conv1.weight[0, 0, 0, 0]):+.4f}; "
-          f"loss {before:.5f} -> {after:.5f}")
+    print(
+        f"\n3. params[0] += 0.5 moved conv1.weight[0,0,0,0] to {float(conv1.weight[0, 0, 0, 0]):+.4f}; "
+        f"loss {before:.5f} -> {after:.5f}"
+    )
     model.params[0] -= 0.5
 
     # 4. Activation caching (RSO sec. 4.7): a trial of a weight in layer k starts at layer k.
@@ -78,8 +82,9 @@ def main():
         ms = 1e3 * (time.perf_counter() - t)
         diff = float(abs(out - full).max())  # host sync
         max_diff = max(max_diff, diff)
-        print(f"   start={k:2d} ({layer.name:4s}) cache {str(tuple(cache.shape)):18s} "
-              f"max diff {diff:.1e}  {ms:7.2f} ms")
+        print(
+            f"   start={k:2d} ({layer.name:4s}) cache {str(tuple(cache.shape)):18s} max diff {diff:.1e}  {ms:7.2f} ms"
+        )
 
     # 5. Signal norm (aMC eqs. 17-18): lambda_j = <sum of squared inputs of neuron j>^(-1/2).
     with model.signal_stats():
@@ -91,10 +96,21 @@ def main():
         lambdas[g.name] = float(lam[g.slice].mean())
         print(f"   {g.name:14s} lambda = {lambdas[g.name]:.4f}")
     if args.json:
-        write_metrics(args.json, {
-            "example": "tour", "smoke": args.smoke, "backend": minirso.backend_name(), "batch_size": args.batch_size,
-            "num_params": model.num_params, "loss_before": before, "loss_after": after,
-            "max_cached_forward_diff": max_diff, "lambda_mean": lambdas, "wall_time": time.perf_counter() - t0})
+        write_metrics(
+            args.json,
+            {
+                "example": "tour",
+                "smoke": args.smoke,
+                "backend": minirso.backend_name(),
+                "batch_size": args.batch_size,
+                "num_params": model.num_params,
+                "loss_before": before,
+                "loss_after": after,
+                "max_cached_forward_diff": max_diff,
+                "lambda_mean": lambdas,
+                "wall_time": time.perf_counter() - t0,
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -66,20 +66,29 @@ import time
 import numpy as np
 
 import minirso
+from minirso import runargs
 from minirso.data import DataError, load_cifar10
 from minirso.models import rso_cifar
 from minirso.nn import AvgPool2d, BatchNorm2d, Conv2d, Dense, GlobalMaxPool2d, ReLU, Sequential
 from minirso.optim import RSO
-from minirso import runargs
 from minirso.train import Trainer, write_metrics
 
 
 def smoke_net(seed):
     """Depth-3's layout (conv [pool] BN, ReLU conv BN, pool, dense) at 4 channels: 308 parameters."""
-    return Sequential([Conv2d(3, 4, 3, padding=1, bias=False, name="conv1"), AvgPool2d(2, name="pool1"),
-                       BatchNorm2d(4, eps=1e-3, name="bn1"), ReLU(name="relu1"),
-                       Conv2d(4, 4, 3, padding=1, bias=False, name="conv2"), BatchNorm2d(4, eps=1e-3, name="bn2"),
-                       GlobalMaxPool2d(name="gmp"), Dense(4, 10, bias=False, name="fc")], seed=seed)
+    return Sequential(
+        [
+            Conv2d(3, 4, 3, padding=1, bias=False, name="conv1"),
+            AvgPool2d(2, name="pool1"),
+            BatchNorm2d(4, eps=1e-3, name="bn1"),
+            ReLU(name="relu1"),
+            Conv2d(4, 4, 3, padding=1, bias=False, name="conv2"),
+            BatchNorm2d(4, eps=1e-3, name="bn2"),
+            GlobalMaxPool2d(name="gmp"),
+            Dense(4, 10, bias=False, name="fc"),
+        ],
+        seed=seed,
+    )
 
 
 def load_data(args):
@@ -111,8 +120,11 @@ def parse_args(argv=None):
     """The arguments; with --resume, every flag not typed comes from the checkpoint (``minirso.runargs``)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--depth", type=int, choices=[3, 5, 10], default=10, help="Table 3's Depth-3 / 5 / 10 net")
-    p.add_argument("--cycles", type=int, help="RSO cycles (default and the paper: 500; --smoke 1); with --resume, "
-                                              "a larger number extends the run")
+    p.add_argument(
+        "--cycles",
+        type=int,
+        help="RSO cycles (default and the paper: 500; --smoke 1); with --resume, a larger number extends the run",
+    )
     p.add_argument("--batch-size", type=int, help="images per trial (default and the paper: 5,000; --smoke 8)")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="the authors' code: 1e-4")
     p.add_argument("--n-train", type=int, help="use only the first N training images (default: all 50,000)")
@@ -120,20 +132,33 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=72, help="sampling seed (the authors': 72)")
     p.add_argument("--init-seed", type=int, default=420, help="initialisation seed (the authors': 420)")
     p.add_argument("--backend", choices=["numpy", "cupy"])
-    p.add_argument("--data-dir", help="directory holding cifar-10/ (default: $MINIRSO_DATA, else the user cache folder "
-                                      "~/.cache/minirso)")
-    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
-                   help="download CIFAR-10 if it is missing (default: yes)")
+    p.add_argument(
+        "--data-dir",
+        help="directory holding cifar-10/ (default: $MINIRSO_DATA, else the user cache folder ~/.cache/minirso)",
+    )
+    p.add_argument(
+        "--download",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="download CIFAR-10 if it is missing (default: yes)",
+    )
     p.add_argument("--checkpoint", metavar="PATH", help="HDF5 checkpoint, written after every cycle")
-    p.add_argument("--checkpoint-every-trials", type=int, metavar="N",
-                   help="also checkpoint every N trials inside a cycle")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run stored in --checkpoint (its arguments: only --cycles (larger) and --backend, "
-                        "--data-dir, --download, --checkpoint-every-trials, --json, --no-progress may differ)")
+    p.add_argument(
+        "--checkpoint-every-trials", type=int, metavar="N", help="also checkpoint every N trials inside a cycle"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run stored in --checkpoint (its arguments: only --cycles (larger) and --backend, "
+        "--data-dir, --download, --checkpoint-every-trials, --json, --no-progress may differ)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", metavar="PATH", help="write the final metrics here as JSON")
-    p.add_argument("--smoke", action="store_true",
-                   help="seconds, for CI: 64 images (random if CIFAR-10 is absent), a 308-parameter net, 1 cycle")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="seconds, for CI: 64 images (random if CIFAR-10 is absent), a 308-parameter net, 1 cycle",
+    )
     args = runargs.parse_resumable(p, argv, extend=("cycles",), free=FREE)
     if args.resume and not args.checkpoint:
         p.error("--resume needs --checkpoint PATH")
@@ -154,7 +179,7 @@ def main(argv=None):
     # 1. Data: float32 NCHW, per-channel mean removed (the loader); the whole training pool on the backend.
     x_train, y_train, x_test, y_test = load_data(args)
     if args.n_train:
-        x_train, y_train = x_train[:args.n_train], y_train[:args.n_train]
+        x_train, y_train = x_train[: args.n_train], y_train[: args.n_train]
     x_train, y_train, x_test, y_test = (minirso.asarray(a) for a in (x_train, y_train, x_test, y_test))
     batch = min(args.batch_size, len(y_train))
 
@@ -163,48 +188,83 @@ def main(argv=None):
     print(net.summary())
 
     # 3. RSO: one weight at a time, a new batch of `batch` images per weight, 3 losses, keep the best.
-    opt = RSO(net, x_train, y_train, cycles=args.cycles, batch_size=batch, weight_decay=args.weight_decay,
-              seed=args.seed, recipe="authors", evaluator=args.evaluator)
-    print(f"backend {minirso.backend_name()}; {'smoke net' if args.smoke else f'Depth-{args.depth}'}, "
-          f"{net.num_params:,} parameters; {len(y_train):,} training / {len(y_test):,} test images; "
-          f"{args.cycles} cycle(s) of {opt.total_trials_per_cycle:,} trials, batch {batch}", flush=True)
+    opt = RSO(
+        net,
+        x_train,
+        y_train,
+        cycles=args.cycles,
+        batch_size=batch,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        recipe="authors",
+        evaluator=args.evaluator,
+    )
+    print(
+        f"backend {minirso.backend_name()}; {'smoke net' if args.smoke else f'Depth-{args.depth}'}, "
+        f"{net.num_params:,} parameters; {len(y_train):,} training / {len(y_test):,} test images; "
+        f"{args.cycles} cycle(s) of {opt.total_trials_per_cycle:,} trials, batch {batch}",
+        flush=True,
+    )
 
     # 4. The Trainer: bars per cycle and per tensor, test accuracy after each cycle (BatchNorm statistics
     #    re-estimated from 2,000 training images first), a checkpoint after each cycle.
-    trainer = Trainer(net, opt, eval_data=(x_test, y_test), bn_data=x_train[:2000], eval_every=1,
-                      checkpoint=args.checkpoint, checkpoint_every=1,
-                      checkpoint_every_trials=args.checkpoint_every_trials, progress=not args.no_progress,
-                      meta={"example": "train_cifar10", "args": vars(args)}, loss="cross_entropy_mean")
+    trainer = Trainer(
+        net,
+        opt,
+        eval_data=(x_test, y_test),
+        bn_data=x_train[:2000],
+        eval_every=1,
+        checkpoint=args.checkpoint,
+        checkpoint_every=1,
+        checkpoint_every_trials=args.checkpoint_every_trials,
+        progress=not args.no_progress,
+        meta={"example": "train_cifar10", "args": vars(args)},
+        loss="cross_entropy_mean",
+    )
     if args.resume and trainer.restore(args.checkpoint):
         print(f"resumed from {args.checkpoint} at {trainer.where()}")
     stopped = runargs.fit_until_stopped(trainer)  # Ctrl-C / SIGTERM: saved, then stopped
     for row in trainer.history["eval"]:
-        print(f"  cycle {row['cycle']:3d}: test accuracy {row['test_accuracy']:.4f}, test loss "
-              f"{row['test_loss']:.4f}, acceptance {row['acceptance']:.3f}, {row['wall_time']:.0f} s")
+        print(
+            f"  cycle {row['cycle']:3d}: test accuracy {row['test_accuracy']:.4f}, test loss "
+            f"{row['test_loss']:.4f}, acceptance {row['acceptance']:.3f}, {row['wall_time']:.0f} s"
+        )
     # an interrupted run reports its last evaluation (none yet: None) instead of waiting for a new one
     final = (trainer.history["eval"][-1] if trainer.history["eval"] else {}) if stopped else trainer.evaluate()
     final = {k: final.get(k) for k in ("test_accuracy", "test_loss")}
     wall = time.perf_counter() - t0
     if not stopped:
-        print(f"after {opt.cycle} cycles ({opt.trial:,} trials): test accuracy {final['test_accuracy']:.4f}; "
-              f"{wall:.1f} s")
+        print(
+            f"after {opt.cycle} cycles ({opt.trial:,} trials): test accuracy {final['test_accuracy']:.4f}; {wall:.1f} s"
+        )
 
     if args.json:
-        result = {"example": "train_cifar10", "backend": minirso.backend_name(), "wall_time": wall,
-                  "cycles": opt.cycle, "trials": opt.trial, "test_accuracy": final["test_accuracy"],
-                  "test_loss": final["test_loss"], "depth": None if args.smoke else args.depth,
-                  "num_params": net.num_params, "batch_size": batch, "train_samples": len(y_train),
-                  "test_samples": len(y_test),
-                  "evaluator": args.evaluator, "interrupted": stopped, "smoke": args.smoke}
+        result = {
+            "example": "train_cifar10",
+            "backend": minirso.backend_name(),
+            "wall_time": wall,
+            "cycles": opt.cycle,
+            "trials": opt.trial,
+            "test_accuracy": final["test_accuracy"],
+            "test_loss": final["test_loss"],
+            "depth": None if args.smoke else args.depth,
+            "num_params": net.num_params,
+            "batch_size": batch,
+            "train_samples": len(y_train),
+            "test_samples": len(y_test),
+            "evaluator": args.evaluator,
+            "interrupted": stopped,
+            "smoke": args.smoke,
+        }
         if stopped:
-            result.update(stop_signal=signal.Signals(trainer.stop_signal).name,
-                          resume=runargs.resume_command(args.checkpoint))
+            result.update(
+                stop_signal=signal.Signals(trainer.stop_signal).name, resume=runargs.resume_command(args.checkpoint)
+            )
         print(f"wrote {write_metrics(args.json, result)}")
     if stopped:  # the shell's "stopped by a signal" (130 for Ctrl-C, 143 for SIGTERM): the run is unfinished
         print(runargs.stop_message(trainer, args.checkpoint))
         return 128 + trainer.stop_signal
     return 0
-
 
 
 if __name__ == "__main__":

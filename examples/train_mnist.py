@@ -27,46 +27,30 @@ Two presets, chosen by the backend:
 * **CPU**: a quick preset for a laptop. Full MNIST is rarely there, and then
   the script trains on the bundled official MNIST test set, split 8,000
   train / 2,000 held-out (it says so).  7 cycles of a narrower net in about
-  6.5 minutes on 2 cores, about 94 % held-out: see below.
+  5.5 minutes on 2 cores, 88.5 % held-out: see below.
 
-The CPU preset (``CPU_PRESET``) is Algorithm 1 with the paper's sigma
-schedule, visiting order and sampling, a fresh mini-batch of 256 for every
-weight, 7 cycles, and ONE change: a narrower net, ``--channels 8`` (8
-filters per conv instead of 16: 3,128 parameters instead of 12,016).  At the
-paper's width one cycle took 7-12 minutes here with the fast (incremental)
-evaluator on the old code (the benchmark's full-width cycle is 1.6x faster
-now: still 4-8 minutes), and two cycles, the most that could fit, reached
-only 83 % held-out.  Measured on 2 CPU cores, bundled split, seed 72
-(held-out accuracy after each cycle):
+The CPU preset (``CPU_PRESET``) is Algorithm 1 with the authors' recipe
+(their sigma schedule, visiting order, sampling, caching and weight decay), a
+fresh mini-batch of 256 for every weight, 7 cycles, and ONE change: a
+narrower net, ``--channels 8`` (8 filters per conv instead of 16: 3,128
+parameters instead of 12,016); at the paper's width one cycle takes 4-8
+minutes here.  Measured on 2 CPU cores, bundled split, seed 72 (held-out
+accuracy after each cycle):
 
-======================================  ======================================  ============
-settings                                accuracy after cycle 1, 2, ...          time
-======================================  ======================================  ============
-preset: 8 ch, 7 cycles, batch 256, k=1  48.9 68.4 83.5 91.4 92.7 92.9 93.8 %    388 s
-8 ch, 5 cycles, batch 256, k=1          48.9 67.8 80.5 88.2 89.8 %              290 s
-8 ch, 5 cycles, batch 256, k=1 (old)    51.7 67.1 86.0 90.3 92.6 %              433 s (old)
-8 ch, 6 cycles, batch 256, k=2 (old)    44.7 68.5 81.9 87.7 90.0 91.7 %         390 s (old)
-8 ch, 6 cycles, batch 256, k=1 (old)    48.9 68.7 79.7 89.7 91.7 92.6 %         712 s (older)
-8 ch, 7 cycles, batch 128, k=1 (old)    40.4 62.4 68.8 80.5 86.2 86.1 88.4      (loaded)
-16 ch, 2 cycles, batch 256, k=8 (old)   78.5 83.1 %                             ~14 min (older)
-16 ch, 2 cycles, batch 256, k=16 (old)  73.6 82.5 %                             (loaded)
-======================================  ======================================  ============
+=============================================  =====================================  ======
+settings                                       accuracy after cycle 1, 2, ...         time
+=============================================  =====================================  ======
+preset: ``--recipe authors``, 8 ch, 7 cycles   47.1 59.5 68.5 75.3 83.0 87.4 88.5 %   326 s
+``--recipe paper``, 8 ch, 7 cycles             61.1 73.7 80.1 87.8 89.7 92.1 92.6 %   347 s
+=============================================  =====================================  ======
 
-k = trials per batch (``--trials-per-batch``: k consecutive trials of a
-tensor share one mini-batch, and the incremental evaluator starts each from
-the previous one's activations; k = 1 is Algorithm 1).  "(loaded)": the
-machine ran other jobs, so no time is given.  The first two rows come from
-the current code; "(old)" rows from the code before the row-strip
-convolutions and the two-pass BatchNorm (1.5x faster cycles), "(older)"
-times from before the one-pass layer-input caches and the chunked
-convolutions as well.  Those changes round differently in float32, so a run
-takes a different path: the same 5-cycle settings gave 92.6 % on the old
-code and 89.8 % now, which is about the spread between runs.  The 7-cycle
-preset's run took 6 min 29 s of wall clock in all (data, set-up, seven
-evaluations, checkpoints); the README's first command on a fresh clone
-(venv and install included) took 7 min 33 s and gave the same 93.80 %.  For comparison, the issue's PyTorch run of
-Algorithm 1 at full width reached 72 / 92 % after 1 / 2 cycles at batch 256
-in 665 s on 2 cores.
+The authors' recipe anneals sigma for a 50-cycle run: after 7 cycles its
+factor is still 0.1 + 0.9 / 7 = 0.23, where the paper's text has reached 0.1,
+and the paper recipe's network (a ReLU after the last BatchNorm, a pool after
+conv 6 too) differs as well (``minirso.models.rso_mnist``).  The time is the
+training (``wall_time``); the 326-s run took 5 min 26 s in all, and the
+``--recipe paper`` run shared the machine with other jobs.  Earlier presets and
+their numbers are in ``benchmarks/README.md``.
 
 Every ``--checkpoint-every-trials`` trials, at each cycle's end and on Ctrl-C /
 SIGTERM, the run is saved to ``--checkpoint`` (HDF5, crash-safe, previous
@@ -96,9 +80,8 @@ import sys
 import time
 
 import minirso
-from minirso import data, models
+from minirso import data, models, runargs
 from minirso.optim import RSO
-from minirso import runargs
 from minirso.train import Trainer, write_metrics
 
 # measured on 2 CPU cores, bundled 8,000 / 2,000 split, seed 72: see the docstring
@@ -114,30 +97,50 @@ FREE = ("data_dir", "backend", "checkpoint_every_trials", "json", "no_progress")
 def parse_args(argv=None):
     """The arguments; with --resume, every flag not typed comes from the checkpoint (``minirso.runargs``)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cycles", type=int, help="passes over every parameter (preset: see the docstring); "
-                                              "with --resume, a larger number extends the run")
+    p.add_argument(
+        "--cycles",
+        type=int,
+        help="passes over every parameter (preset: see the docstring); with --resume, a larger number extends the run",
+    )
     p.add_argument("--batch-size", type=int, help="mini-batch size")
     p.add_argument("--trials-per-batch", type=int, help="consecutive trials sharing one mini-batch (1 = the paper)")
     p.add_argument("--channels", type=int, help="filters per conv layer (16 in the paper)")
-    p.add_argument("--data-dir", help="data directory (default: $MINIRSO_DATA, else the user cache folder "
-                                      "~/.cache/minirso)")
+    p.add_argument(
+        "--data-dir", help="data directory (default: $MINIRSO_DATA, else the user cache folder ~/.cache/minirso)"
+    )
     p.add_argument("--backend", choices=["numpy", "cupy"], help="array backend (default: CuPy if a GPU works)")
     p.add_argument("--checkpoint", default=os.path.join("runs", "mnist.h5"), help="checkpoint path ('' for none)")
-    p.add_argument("--checkpoint-every-trials", type=int, default=1000, metavar="N",
-                   help="also checkpoint every N trials (weights)")
-    p.add_argument("--checkpoint-trials", type=int, dest="checkpoint_every_trials", default=argparse.SUPPRESS,
-                   help=argparse.SUPPRESS)  # the old spelling
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run stored in --checkpoint (its arguments: only --cycles (larger) and "
-                        "--data-dir, --backend, --checkpoint-every-trials, --json, --no-progress may differ)")
+    p.add_argument(
+        "--checkpoint-every-trials",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="also checkpoint every N trials (weights)",
+    )
+    p.add_argument(
+        "--checkpoint-trials",
+        type=int,
+        dest="checkpoint_every_trials",
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
+    )  # the old spelling
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run stored in --checkpoint (its arguments: only --cycles (larger) and "
+        "--data-dir, --backend, --checkpoint-every-trials, --json, --no-progress may differ)",
+    )
     p.add_argument("--seed", type=int, default=72, help="seed of the RSO random numbers (the net's init uses 420)")
-    p.add_argument("--recipe", choices=["authors", "paper"], default="authors",
-                   help="the authors' code (default) or the paper's text where it speaks (minirso.optim.RSO)")
+    p.add_argument(
+        "--recipe",
+        choices=["authors", "paper"],
+        default="authors",
+        help="the authors' code (default) or the paper's text where it speaks (minirso.optim.RSO)",
+    )
     p.add_argument("--json", help="write the final metrics to this JSON file")
     p.add_argument("--smoke", action="store_true", help="a few-second run on a small net and subset (CI)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return runargs.parse_resumable(p, argv, extend=("cycles",), free=FREE)
-
 
 
 def main(argv=None) -> int:
@@ -164,17 +167,35 @@ def main(argv=None) -> int:
 
     # 2. the network of RSO sec. 4.1 (the authors' init seed) and Algorithm 1
     model = models.rso_mnist(seed=420, channels=channels, recipe=args.recipe)  # global max pool, BN eps 1e-3
-    optimizer = RSO(model, x, y, cycles=cycles, batch_size=batch_size, trials_per_batch=per_batch,
-                    seed=args.seed, recipe=args.recipe, evaluator="incremental")
-    print(f"RSO on {model.num_params:,} parameters, {len(y):,} training images, backend "
-          f"{minirso.backend_name()}: {cycles} cycles, batch {batch_size}, {per_batch} trial(s) per batch")
+    optimizer = RSO(
+        model,
+        x,
+        y,
+        cycles=cycles,
+        batch_size=batch_size,
+        trials_per_batch=per_batch,
+        seed=args.seed,
+        recipe=args.recipe,
+        evaluator="incremental",
+    )
+    print(
+        f"RSO on {model.num_params:,} parameters, {len(y):,} training images, backend "
+        f"{minirso.backend_name()}: {cycles} cycles, batch {batch_size}, {per_batch} trial(s) per batch"
+    )
 
     # 3. the trainer: progress bars, held-out accuracy after every cycle, checkpoints, Ctrl-C
-    trainer = Trainer(model, optimizer, eval_data=(x_test, y_test), train_eval_data=(x[:2000], y[:2000]),
-                      bn_data=x[:2000],  # the authors re-estimate BatchNorm on 2,000 training images
-                      checkpoint=args.checkpoint or None, checkpoint_every=1,
-                      checkpoint_every_trials=args.checkpoint_every_trials, progress=not args.no_progress,
-                      meta={"example": "train_mnist", "args": vars(args), "data": ds.source})
+    trainer = Trainer(
+        model,
+        optimizer,
+        eval_data=(x_test, y_test),
+        train_eval_data=(x[:2000], y[:2000]),
+        bn_data=x[:2000],  # the authors re-estimate BatchNorm on 2,000 training images
+        checkpoint=args.checkpoint or None,
+        checkpoint_every=1,
+        checkpoint_every_trials=args.checkpoint_every_trials,
+        progress=not args.no_progress,
+        meta={"example": "train_mnist", "args": vars(args), "data": ds.source},
+    )
     if args.resume and args.checkpoint:
         if trainer.restore(args.checkpoint):
             print(f"resumed from {args.checkpoint} at {trainer.where()}")
@@ -185,23 +206,40 @@ def main(argv=None) -> int:
 
     # 4. report (an interrupted run: its last evaluation, if any; the exit status says it is unfinished)
     last = trainer.history["eval"][-1] if trainer.history["eval"] else {}
-    metrics = {"example": "train_mnist", "smoke": args.smoke, "interrupted": stopped,
-               "test_accuracy": last.get("test_accuracy"), "cycles_done": optimizer.cycle,
-               "train_accuracy": last.get("train_accuracy"), "cycles": cycles, "batch_size": batch_size,
-               "trials_per_batch": per_batch, "channels": channels, "wall_time": trainer.wall_time,
-               "wall_time_this_run": time.perf_counter() - start, "backend": minirso.backend_name(),
-               "num_params": model.num_params, "train_samples": int(len(y)), "test_samples": int(len(y_test)),
-               "data": ds.source, "checkpoint": args.checkpoint or None}
+    metrics = {
+        "example": "train_mnist",
+        "smoke": args.smoke,
+        "interrupted": stopped,
+        "test_accuracy": last.get("test_accuracy"),
+        "cycles_done": optimizer.cycle,
+        "train_accuracy": last.get("train_accuracy"),
+        "cycles": cycles,
+        "batch_size": batch_size,
+        "trials_per_batch": per_batch,
+        "channels": channels,
+        "wall_time": trainer.wall_time,
+        "wall_time_this_run": time.perf_counter() - start,
+        "backend": minirso.backend_name(),
+        "num_params": model.num_params,
+        "train_samples": int(len(y)),
+        "test_samples": int(len(y_test)),
+        "data": ds.source,
+        "checkpoint": args.checkpoint or None,
+    }
     if stopped:
         metrics["stop_signal"] = signal.Signals(trainer.stop_signal).name
         metrics["resume"] = runargs.resume_command(args.checkpoint)
         print(runargs.stop_message(trainer, args.checkpoint))
     else:
-        print(f"held-out accuracy {100 * metrics['test_accuracy']:.2f}% on {len(y_test):,} images after "
-              f"{cycles} cycle(s), {metrics['wall_time']:.0f} s of training")
+        print(
+            f"held-out accuracy {100 * metrics['test_accuracy']:.2f}% on {len(y_test):,} images after "
+            f"{cycles} cycle(s), {metrics['wall_time']:.0f} s of training"
+        )
     if args.checkpoint:
-        print(f"checkpoint: {args.checkpoint}  (look inside: minirso inspect {args.checkpoint}; "
-              f"metrics log: {trainer.metrics_log})")
+        print(
+            f"checkpoint: {args.checkpoint}  (look inside: minirso inspect {args.checkpoint}; "
+            f"metrics log: {trainer.metrics_log})"
+        )
     if args.json:
         write_metrics(args.json, metrics)
     return 128 + trainer.stop_signal if stopped else 0  # 130 / 143: the shell's "stopped by a signal"

@@ -21,9 +21,27 @@ __version__ = "0.1.0"
 # the GPU kernels' glue is only needed on CuPy.
 _LAZY_SUBMODULES = ("checkpoint", "cli", "train", "runargs", "kernels")
 
-__all__ = ["backend", "random", "params", "nn", "losses", "models", "optim", "data", "checkpoint", "train", "cli",
-           "runargs", "kernels", "use_backend", "backend_name", "get_array_module", "asarray", "to_numpy",
-           "__version__"]
+__all__ = [
+    "backend",
+    "random",
+    "params",
+    "nn",
+    "losses",
+    "models",
+    "optim",
+    "data",
+    "checkpoint",
+    "train",
+    "cli",
+    "runargs",
+    "kernels",
+    "use_backend",
+    "backend_name",
+    "get_array_module",
+    "asarray",
+    "to_numpy",
+    "__version__",
+]
 
 
 def __getattr__(name):

@@ -57,17 +57,25 @@ def _parser():
     parser = argparse.ArgumentParser(prog="minirso", description="minirso: gradient-free training tools")
     parser.add_argument("--version", action="version", version=f"minirso {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="command")
-    p = sub.add_parser("inspect", help="show what a checkpoint holds, verify it, or plot its learning curves",
-                       description="Show what a minirso checkpoint holds (an HDF5 file written by "
-                                   "minirso.checkpoint.save).")
+    p = sub.add_parser(
+        "inspect",
+        help="show what a checkpoint holds, verify it, or plot its learning curves",
+        description="Show what a minirso checkpoint holds (an HDF5 file written by minirso.checkpoint.save).",
+    )
     p.add_argument("path", help="the checkpoint file, e.g. run.h5")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--verify", action="store_true",
-                      help="only check format and every checksum: 'OK <path>' and exit 0, or the problem and exit 1")
+    mode.add_argument(
+        "--verify",
+        action="store_true",
+        help="only check format and every checksum: 'OK <path>' and exit 0, or the problem and exit 1",
+    )
     mode.add_argument("--plot", metavar="PNG", help="also plot the history's eval table (accuracy, loss) to this file")
-    p.add_argument("--data-only", action="store_true",
-                   help="check only what minirso wrote (every dataset and its attributes), accepting attributes "
-                        "added after saving, e.g. a note added with h5py (checkpoint.load(..., verify='data'))")
+    p.add_argument(
+        "--data-only",
+        action="store_true",
+        help="check only what minirso wrote (every dataset and its attributes), accepting attributes "
+        "added after saving, e.g. a note added with h5py (checkpoint.load(..., verify='data'))",
+    )
     p.set_defaults(run=_inspect)
     return parser
 
@@ -103,8 +111,13 @@ def _inspect(args) -> int:
 def describe(ckpt) -> str:
     """A checkpoint (what :func:`minirso.checkpoint.load` returns) as the text ``minirso inspect`` prints:
     file and versions, layers with parameter counts, optimizer, history (last and best accuracy), meta."""
-    parts = [_describe_file(ckpt), _describe_model(ckpt.model), _describe_optimizer(ckpt.optimizer),
-             _describe_history(ckpt.history), _describe_meta(ckpt.meta)]
+    parts = [
+        _describe_file(ckpt),
+        _describe_model(ckpt.model),
+        _describe_optimizer(ckpt.optimizer),
+        _describe_history(ckpt.history),
+        _describe_meta(ckpt.meta),
+    ]
     return "\n\n".join(p for p in parts if p)
 
 
@@ -114,11 +127,17 @@ def _describe_file(ckpt) -> str:
         size = f" ({os.path.getsize(ckpt.path)} bytes)"
     except OSError:
         size = ""
-    versions = (f"minirso {a.get('minirso_version')}, numpy {a.get('numpy_version')}, cupy {a.get('cupy_version')}, "
-                f"h5py {a.get('h5py_version')} (HDF5 {a.get('hdf5_version')}), Python {a.get('python_version')}")
-    rows = [("file", f"{ckpt.path}{size}"), ("format", f"{a.get('format')} version {a.get('format_version')}"),
-            ("created", a.get("created")), ("versions", versions),
-            ("backend", f"{a.get('backend')} (model seed {a.get('seed')})")]
+    versions = (
+        f"minirso {a.get('minirso_version')}, numpy {a.get('numpy_version')}, cupy {a.get('cupy_version')}, "
+        f"h5py {a.get('h5py_version')} (HDF5 {a.get('hdf5_version')}), Python {a.get('python_version')}"
+    )
+    rows = [
+        ("file", f"{ckpt.path}{size}"),
+        ("format", f"{a.get('format')} version {a.get('format_version')}"),
+        ("created", a.get("created")),
+        ("versions", versions),
+        ("backend", f"{a.get('backend')} (model seed {a.get('seed')})"),
+    ]
     return "\n".join(f"{k:10s} {v}" for k, v in rows)
 
 
@@ -170,7 +189,7 @@ def _describe_table(name, rows) -> list:
         if rows and key in rows[-1]:
             head += f", last {key} {_brief(rows[-1][key])}"
     lines = [head]
-    for key in (rows[0] if rows else {}):
+    for key in rows[0] if rows else {}:
         if "accuracy" in key:
             values = _numbers([r.get(key) for r in rows])
             best = max((v for v in values if not math.isnan(v)), default=math.nan)
@@ -233,8 +252,9 @@ def _eval_table(history):
     """``(name, rows)`` of the table to plot: "eval" if it is one, else the first with accuracy or loss."""
     history = history or {}
     candidates = [("eval", history["eval"])] if _is_table(history.get("eval")) else []
-    candidates += [(k, v) for k, v in history.items()
-                   if _is_table(v) and any("accuracy" in c or "loss" in c for c in v[0])]
+    candidates += [
+        (k, v) for k, v in history.items() if _is_table(v) and any("accuracy" in c or "loss" in c for c in v[0])
+    ]
     return candidates[0] if candidates else (None, None)
 
 

@@ -28,13 +28,16 @@ def _check_labels(logits, labels, who):
     if getattr(logits, "ndim", None) != 2:
         raise ValueError(f"{who}: expected logits of shape (N, classes), got {getattr(logits, 'shape', type(logits))}")
     if getattr(labels, "shape", None) != (logits.shape[0],) or labels.dtype.kind not in "iu":
-        raise ValueError(f"{who}: expected integer labels of shape ({logits.shape[0]},), got "
-                         f"{getattr(labels, 'shape', type(labels))} {getattr(labels, 'dtype', '')}")
+        raise ValueError(
+            f"{who}: expected integer labels of shape ({logits.shape[0]},), got "
+            f"{getattr(labels, 'shape', type(labels))} {getattr(labels, 'dtype', '')}"
+        )
     # Range check on host arrays only: on a GPU it would be a host sync in every loss evaluation
     # (RSO makes three per weight); the data loaders validate labels once instead.
     if isinstance(labels, numpy.ndarray) and labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
-        raise ValueError(f"{who}: labels must be in [0, {logits.shape[1]}), got values in "
-                         f"[{labels.min()}, {labels.max()}]")
+        raise ValueError(
+            f"{who}: labels must be in [0, {logits.shape[1]}), got values in [{labels.min()}, {labels.max()}]"
+        )
 
 
 def check_labels(labels, num_classes: int, who: str):
@@ -47,8 +50,10 @@ def check_labels(labels, num_classes: int, who: str):
     label an all-zero row on every backend.
     """
     if getattr(labels, "dtype", None) is None or labels.dtype.kind not in "iu":
-        raise ValueError(f"{who}: labels must be an integer array of class indices, got "
-                         f"{getattr(labels, 'dtype', type(labels).__name__)}")
+        raise ValueError(
+            f"{who}: labels must be an integer array of class indices, got "
+            f"{getattr(labels, 'dtype', type(labels).__name__)}"
+        )
     if labels.size == 0:
         return
     xp = get_array_module(labels)
@@ -56,10 +61,12 @@ def check_labels(labels, num_classes: int, who: str):
     if lo < 0 or hi >= num_classes:
         host = to_numpy(labels).reshape(-1)  # only on the error path
         bad = numpy.unique(host[(host < 0) | (host >= num_classes)])
-        raise ValueError(f"{who}: labels must be class indices in [0, {num_classes}) for {num_classes} outputs, got "
-                         f"{int(((host < 0) | (host >= num_classes)).sum())} out of range (values "
-                         f"{', '.join(str(v) for v in bad[:5])}{', ...' if bad.size > 5 else ''}); labels are "
-                         f"0-based (1-based labels: subtract 1), and the model's last layer needs one output per class")
+        raise ValueError(
+            f"{who}: labels must be class indices in [0, {num_classes}) for {num_classes} outputs, got "
+            f"{int(((host < 0) | (host >= num_classes)).sum())} out of range (values "
+            f"{', '.join(str(v) for v in bad[:5])}{', ...' if bad.size > 5 else ''}); labels are "
+            f"0-based (1-based labels: subtract 1), and the model's last layer needs one output per class"
+        )
 
 
 def cross_entropy(logits, labels, reduction: str = "mean", dtype=numpy.float32):
@@ -81,7 +88,9 @@ def mse(pred, target, reduction: str = "mean"):
     The aMC paper's Fig. 1 loss: softmax outputs against one-hot targets (see :func:`one_hot`).
     """
     if getattr(pred, "shape", None) != getattr(target, "shape", None):
-        raise ValueError(f"mse: pred {getattr(pred, 'shape', None)} and target {getattr(target, 'shape', None)} differ in shape")
+        raise ValueError(
+            f"mse: pred {getattr(pred, 'shape', None)} and target {getattr(target, 'shape', None)} differ in shape"
+        )
     d = pred - target
     return _reduce(d * d, reduction)
 
@@ -114,9 +123,9 @@ def _mse_targets(pred, y):
 
 
 LOSSES = {
-    "cross_entropy": _ce_sum64,        # the authors' RSO code: summed over the batch, in float64
+    "cross_entropy": _ce_sum64,  # the authors' RSO code: summed over the batch, in float64
     "cross_entropy_mean": _ce_mean64,  # the same, averaged
-    "mse": _mse_targets,               # the aMC paper's mean-squared error
+    "mse": _mse_targets,  # the aMC paper's mean-squared error
 }
 
 

@@ -26,8 +26,20 @@ Every builder takes ``seed`` and ``init`` (see :mod:`minirso.nn.init`).
 from __future__ import annotations
 
 from .nn import (
-    GRU, RNN, AvgPool2d, BatchNorm2d, Conv2d, Dense, GlobalAvgPool2d, GlobalMaxPool2d, LayerNorm, ReLU, Residual,
-    Sequential, Softmax, Tanh,
+    GRU,
+    RNN,
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Dense,
+    GlobalAvgPool2d,
+    GlobalMaxPool2d,
+    LayerNorm,
+    ReLU,
+    Residual,
+    Sequential,
+    Softmax,
+    Tanh,
 )
 
 __all__ = ["rso_mnist", "rso_cifar", "mlp", "amc_deep_tanh", "amc_rnn_classifier", "RECIPES"]
@@ -61,8 +73,16 @@ def _head(recipe, global_pool, width, num_classes, last):
     return out + [_GLOBAL_POOLS[global_pool](name=name), Dense(width, num_classes, bias=False, name="fc")]
 
 
-def rso_mnist(seed: int = 0, init="kaiming", in_channels: int = 1, num_classes: int = 10,
-              channels: int = 16, bn_eps: float = 1e-3, global_pool: str = "max", recipe: str = "authors") -> Sequential:
+def rso_mnist(
+    seed: int = 0,
+    init="kaiming",
+    in_channels: int = 1,
+    num_classes: int = 10,
+    channels: int = 16,
+    bn_eps: float = 1e-3,
+    global_pool: str = "max",
+    recipe: str = "authors",
+) -> Sequential:
     """The RSO paper's MNIST network (sec. 4.1): 12,016 parameters.
 
     ``recipe="authors"`` (default) is the network of the authors' train.py, item by item:
@@ -114,18 +134,34 @@ def _block(i, cin, cout, pool, eps):
     ``[pool]`` and ``BN_{i+1}`` (the addition comes before them, as in the
     authors' code); the shortcut is a 1x1 conv + BN when channels change.
     """
-    body = [ReLU(name=f"relu{i - 1}"), _conv(cin, cout, f"conv{i}"), BatchNorm2d(cout, eps=eps, name=f"bn{i}"),
-            ReLU(name=f"relu{i}"), _conv(cout, cout, f"conv{i + 1}")]
-    shortcut = [] if cin == cout else [Conv2d(cin, cout, 1, bias=False, name="proj"),
-                                       BatchNorm2d(cout, eps=eps, name="proj_bn")]
+    body = [
+        ReLU(name=f"relu{i - 1}"),
+        _conv(cin, cout, f"conv{i}"),
+        BatchNorm2d(cout, eps=eps, name=f"bn{i}"),
+        ReLU(name=f"relu{i}"),
+        _conv(cout, cout, f"conv{i + 1}"),
+    ]
+    shortcut = (
+        []
+        if cin == cout
+        else [Conv2d(cin, cout, 1, bias=False, name="proj"), BatchNorm2d(cout, eps=eps, name="proj_bn")]
+    )
     out = [Residual(body, shortcut, name=f"res{i}")]
     if pool:
         out.append(AvgPool2d(2, name=f"pool{i + 1}"))
     return out + [BatchNorm2d(cout, eps=eps, name=f"bn{i + 1}")]
 
 
-def rso_cifar(depth: int = 10, seed: int = 0, init="kaiming", in_channels: int = 3, num_classes: int = 10,
-              bn_eps: float = 1e-3, global_pool: str = "max", recipe: str = "authors") -> Sequential:
+def rso_cifar(
+    depth: int = 10,
+    seed: int = 0,
+    init="kaiming",
+    in_channels: int = 3,
+    num_classes: int = 10,
+    bn_eps: float = 1e-3,
+    global_pool: str = "max",
+    recipe: str = "authors",
+) -> Sequential:
     """The RSO paper's CIFAR-10 nets (Table 3); ``depth`` = conv layers + 1.
 
     * Depth-3: conv(32) [pool] -> conv(32);
@@ -145,11 +181,20 @@ def rso_cifar(depth: int = 10, seed: int = 0, init="kaiming", in_channels: int =
     if depth == 3:
         layers = _stage(1, in_channels, 32, True, e) + _stage(2, 32, 32, False, e)
     elif depth == 5:
-        layers = (_stage(1, in_channels, 16, False, e) + _stage(2, 16, 16, True, e) + _stage(3, 16, 32, True, e)
-                  + _stage(4, 32, 32, False, e))
+        layers = (
+            _stage(1, in_channels, 16, False, e)
+            + _stage(2, 16, 16, True, e)
+            + _stage(3, 16, 32, True, e)
+            + _stage(4, 32, 32, False, e)
+        )
     elif depth == 10:
-        layers = (_stage(1, in_channels, 16, False, e) + _block(2, 16, 16, True, e) + _block(4, 16, 32, True, e)
-                  + _block(6, 32, 32, False, e) + _block(8, 32, 32, False, e))
+        layers = (
+            _stage(1, in_channels, 16, False, e)
+            + _block(2, 16, 16, True, e)
+            + _block(4, 16, 32, True, e)
+            + _block(6, 32, 32, False, e)
+            + _block(8, 32, 32, False, e)
+        )
     else:
         raise ValueError(f"rso_cifar: depth must be 3, 5 or 10 (RSO paper Table 3), got {depth!r}")
     width = layers[-1].num_features
@@ -160,8 +205,9 @@ def rso_cifar(depth: int = 10, seed: int = 0, init="kaiming", in_channels: int =
 _ACTIVATIONS = {"tanh": Tanh, "relu": ReLU}
 
 
-def mlp(sizes, activation: str = "tanh", layer_norm: bool = False, output: str | None = None,
-        seed: int = 0, init="kaiming") -> Sequential:
+def mlp(
+    sizes, activation: str = "tanh", layer_norm: bool = False, output: str | None = None, seed: int = 0, init="kaiming"
+) -> Sequential:
     """Fully connected net ``sizes[0] -> ... -> sizes[-1]``.
 
     Hidden layers: ``Dense -> [LayerNorm] -> activation``; ``output``: None
@@ -201,8 +247,9 @@ def amc_deep_tanh(depth: int, seed: int = 0, init=("gaussian", 1e-2)) -> Sequent
     return mlp([1] + [4] * (depth - 1) + [10, 1], activation="tanh", output="tanh", seed=seed, init=init)
 
 
-def amc_rnn_classifier(hidden_size: int = 64, input_size: int = 2, num_classes: int = 2, cell: str = "rnn",
-                       seed: int = 0, init="kaiming") -> Sequential:
+def amc_rnn_classifier(
+    hidden_size: int = 64, input_size: int = 2, num_classes: int = 2, cell: str = "rnn", seed: int = 0, init="kaiming"
+) -> Sequential:
     """The aMC paper's RNN (sec. II D, Fig. 5): a 2-layer stack of tanh RNNs (hidden 64) reading a
     pixel sequence one-hot encoded in 2 values, the last hidden state into a linear classifier.
 
@@ -212,6 +259,12 @@ def amc_rnn_classifier(hidden_size: int = 64, input_size: int = 2, num_classes: 
     if cell not in cells:
         raise ValueError(f"amc_rnn_classifier: cell must be 'rnn' or 'gru', got {cell!r}")
     c = cells[cell]
-    return Sequential([c(input_size, hidden_size, return_sequences=True, name=f"{cell}1"),
-                       c(hidden_size, hidden_size, name=f"{cell}2"),
-                       Dense(hidden_size, num_classes, name="fc")], seed=seed, init=init)
+    return Sequential(
+        [
+            c(input_size, hidden_size, return_sequences=True, name=f"{cell}1"),
+            c(hidden_size, hidden_size, name=f"{cell}2"),
+            Dense(hidden_size, num_classes, name="fc"),
+        ],
+        seed=seed,
+        init=init,
+    )

@@ -24,8 +24,8 @@ __all__ = ["KINDS", "ParamSpec", "ParamGroup", "allocate"]
 
 # What a tensor is; optimizers choose step sizes and order from this.
 KINDS = (
-    "weight",    # multiplies an input: Dense / Conv2d kernels, RNN input and recurrent matrices
-    "bias",      # added to a neuron's input
+    "weight",  # multiplies an input: Dense / Conv2d kernels, RNN input and recurrent matrices
+    "bias",  # added to a neuron's input
     "bn_scale",  # BatchNorm gamma
     "bn_shift",  # BatchNorm beta
     "ln_scale",  # LayerNorm gamma

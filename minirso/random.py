@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import numpy
 
-from .backend import get_array_module, xp as _active_xp
+from .backend import get_array_module
+from .backend import xp as _active_xp
 
 __all__ = ["philox4x32", "random_bits", "uniform", "integers", "normal", "STREAM_INIT"]
 

@@ -67,8 +67,9 @@ def parse_resumable(parser: argparse.ArgumentParser, argv=None, *, checkpoint="c
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     path = getattr(args, checkpoint, None)
-    if not (getattr(args, "resume", False) and path
-            and (os.path.exists(path) or os.path.exists(ckpt.previous_path(path)))):
+    if not (
+        getattr(args, "resume", False) and path and (os.path.exists(path) or os.path.exists(ckpt.previous_path(path)))
+    ):
         return args
     stored = stored_args(path)
     if stored is None:
@@ -86,14 +87,19 @@ def parse_resumable(parser: argparse.ArgumentParser, argv=None, *, checkpoint="c
         elif dest in extend and old is not None and new is not None and new > old:
             pass  # a longer schedule: the run continues to the new length
         elif dest in extend:
-            conflicts.append(f"{_flag(parser, dest)} {new!r} is less than the stored run's {old!r} "
-                             "(a resumed run can be extended, not shortened)")
+            conflicts.append(
+                f"{_flag(parser, dest)} {new!r} is less than the stored run's {old!r} "
+                "(a resumed run can be extended, not shortened)"
+            )
         else:
             conflicts.append(f"{_flag(parser, dest)} is {old!r} in the checkpoint, {new!r} on this command line")
     if conflicts:
-        parser.error(f"--resume from {path}: " + "; ".join(conflicts)
-                     + ". Leave these flags out to continue the stored run, or give another --checkpoint "
-                       "to start a new one.")
+        parser.error(
+            f"--resume from {path}: "
+            + "; ".join(conflicts)
+            + ". Leave these flags out to continue the stored run, or give another --checkpoint "
+            "to start a new one."
+        )
     return args
 
 

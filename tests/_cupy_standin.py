@@ -15,8 +15,9 @@ def load():
     """The stand-in package (its own counters and modes: ``load()._standin``)."""
     if NAME not in sys.modules:
         root = Path(__file__).parent / "standin" / "cupy"
-        spec = importlib.util.spec_from_file_location(NAME, root / "__init__.py",
-                                                      submodule_search_locations=[str(root)])
+        spec = importlib.util.spec_from_file_location(
+            NAME, root / "__init__.py", submodule_search_locations=[str(root)]
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules[NAME] = module
         try:

@@ -64,8 +64,12 @@ def test_environment_variable_with_unknown_value_fails_loudly():
 def test_environment_variable_cupy_without_gpu_fails_loudly():
     if backend.cupy_available():
         pytest.skip("CuPy runs here")
-    r = subprocess.run([sys.executable, "-c", "import minirso.backend as b; b.xp()"],
-                       env={**os.environ, "MINIRSO_BACKEND": "cupy"}, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", "import minirso.backend as b; b.xp()"],
+        env={**os.environ, "MINIRSO_BACKEND": "cupy"},
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0
     assert "cannot run here" in r.stderr
 

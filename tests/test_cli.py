@@ -68,13 +68,19 @@ def test_describe_shows_what_was_written_by_hand(tmp_path, capsys):
     """The whole text for a checkpoint whose every value is known: the expected text is written out here by
     hand, and the file's own rows (size, creation time, versions) are read from the file with plain h5py."""
     path = tmp_path / "hand.h5"
-    state = {"type": "AMC", "hyperparameters": {"sigma0": 0.01, "n_s": 2, "seed": 1},
-             "state": {"step_count": 3, "sigma": 0.125, "mu": np.array([-1.5, 0.0, 2.25], np.float32),
-                       "losses": [3.0, 2.5]}}
-    history = {"eval": [{"cycle": 0, "test_accuracy": 0.5, "train_loss": 2.0},
-                        {"cycle": 1, "test_accuracy": 0.75, "train_loss": 1.5},
-                        {"cycle": 2, "test_accuracy": 0.625, "train_loss": float("nan")}],
-               "loss": [3.0, 2.5, 2.25]}
+    state = {
+        "type": "AMC",
+        "hyperparameters": {"sigma0": 0.01, "n_s": 2, "seed": 1},
+        "state": {"step_count": 3, "sigma": 0.125, "mu": np.array([-1.5, 0.0, 2.25], np.float32), "losses": [3.0, 2.5]},
+    }
+    history = {
+        "eval": [
+            {"cycle": 0, "test_accuracy": 0.5, "train_loss": 2.0},
+            {"cycle": 1, "test_accuracy": 0.75, "train_loss": 1.5},
+            {"cycle": 2, "test_accuracy": 0.625, "train_loss": float("nan")},
+        ],
+        "loss": [3.0, 2.5, 2.25],
+    }
     checkpoint.save(path, models.mlp([3, 2], seed=1), state, history, meta={"cycle": 2, "note": "by hand"})
     with h5py.File(path, "r") as f:
         a = {k: v.decode() if isinstance(v, bytes) else v for k, v in f.attrs.items()}
@@ -177,8 +183,9 @@ def test_unusable_file_is_one_line_on_stderr(amc_run, tmp_path, capsys, content)
 def test_unusable_file_from_the_shell(amc_run, tmp_path, content):
     path = _bad_file(tmp_path, amc_run, content)
     for extra in ([], ["--verify"]):
-        done = subprocess.run([sys.executable, "-m", "minirso", "inspect", str(path)] + extra,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "minirso", "inspect", str(path)] + extra, capture_output=True, text=True
+        )
         assert done.returncode == 1 and done.stdout == ""
         assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"{path}: ") and "Traceback" not in done.stderr
 
@@ -215,6 +222,7 @@ def test_plot_without_an_eval_table(tmp_path, capsys):
 def test_inspect_into_a_closed_pipe_stops_quietly(amc_run):
     """``minirso inspect run.h5 | head`` as a user types it: no BrokenPipeError traceback when the reader leaves.
     The reader here (``true``) has left before Python starts writing, so every run meets the closed pipe."""
-    done = subprocess.run(f"{sys.executable} -m minirso inspect {amc_run} | true", shell=True, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        f"{sys.executable} -m minirso inspect {amc_run} | true", shell=True, capture_output=True, text=True
+    )
     assert done.stderr == "", done.stderr

@@ -39,16 +39,18 @@ TIMEOUT_S = 120  # per subprocess: a smoke run takes seconds; this only stops a 
 def run(args, timeout=TIMEOUT_S):
     """``python args...`` from the repository root; the completed process (stdout and stderr as text)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def run_example(name, tmp_path, *extra):
     """Run ``examples/<name>.py --smoke --json <tmp>/<name>.json *extra``; return the JSON (asserts exit 0)."""
     out = tmp_path / "out" / f"{name}.json"  # a directory that does not exist yet: the example makes it
     proc = run([EXAMPLES / f"{name}.py", "--smoke", "--json", out, *extra])
-    assert proc.returncode == 0, \
+    assert proc.returncode == 0, (
         f"{name} exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    )
     assert out.is_file(), f"{name} wrote no JSON to {out}\n{proc.stdout}"
     result = json.loads(out.read_text())
     result["_stdout"] = proc.stdout
@@ -88,6 +90,7 @@ def check_inspect(checkpoint, layer_names, total_params):
 
 # ---- aMC, no Trainer: the optimizer on a flat array or a small net ---------------------------------
 
+
 def test_amc_rosenbrock(tmp_path):
     r = run_example("amc_rosenbrock", tmp_path)
     check_common(r, "amc_rosenbrock")
@@ -121,6 +124,7 @@ def test_amc_deep_step(tmp_path):
 
 # ---- with the Trainer: progress, evaluation, checkpoints ---------------------------------------
 
+
 def test_amc_mnist(tmp_path):
     ck = tmp_path / "ck" / "run.h5"
     r = run_example("amc_mnist", tmp_path, "--checkpoint", ck, "--no-progress")
@@ -134,8 +138,11 @@ def test_amc_mnist(tmp_path):
     # --resume on a finished run: restores, takes no step, reports the same numbers
     again = run_example("amc_mnist", tmp_path, "--checkpoint", ck, "--resume", "--no-progress")
     assert "resumed from" in again["_stdout"]
-    assert (again["steps"], again["test_accuracy"], again["final_loss"]) == \
-        (r["steps"], r["test_accuracy"], r["final_loss"])
+    assert (again["steps"], again["test_accuracy"], again["final_loss"]) == (
+        r["steps"],
+        r["test_accuracy"],
+        r["final_loss"],
+    )
 
 
 @pytest.mark.parametrize("batching", ["minibatch", "progressive"])
@@ -198,8 +205,9 @@ def test_train_mnist(tmp_path):
 def start_and_signal(args, log, sig, timeout=TIMEOUT_S):
     """Start ``python args...``; once ``log`` (the metrics log) has a line, send ``sig``; the finished process."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, *map(str, args)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + timeout
         while not (log.is_file() and log.read_text().strip()):  # the first line: fit() is running
@@ -219,8 +227,19 @@ def test_train_mnist_ctrl_c_reports_and_the_printed_command_resumes(tmp_path):
     JSON, the resume command on stdout; that command (through a shell) finishes the run with exit 0."""
     ck, out = tmp_path / "runs" / "mnist.h5", tmp_path / "out" / "mnist.json"
     log = pathlib.Path(f"{ck}.metrics.jsonl")
-    args = [EXAMPLES / "train_mnist.py", "--smoke", "--cycles", "2", "--batch-size", "16", "--no-progress",
-            "--checkpoint", ck, "--json", out]
+    args = [
+        EXAMPLES / "train_mnist.py",
+        "--smoke",
+        "--cycles",
+        "2",
+        "--batch-size",
+        "16",
+        "--no-progress",
+        "--checkpoint",
+        ck,
+        "--json",
+        out,
+    ]
     proc = start_and_signal(args, log, signal.SIGINT)
     assert proc.returncode == 130, (proc.returncode, proc.stdout_text, proc.stderr_text)
     assert "Traceback" not in proc.stderr_text
@@ -231,8 +250,15 @@ def test_train_mnist_ctrl_c_reports_and_the_printed_command_resumes(tmp_path):
     assert command == r["resume"] == shlex.join(["python", str(args[0]), "--checkpoint", str(ck), "--resume"])
     argv = shlex.split(command)
     argv[0] = sys.executable  # "python" as the user types it: this test's interpreter
-    done = subprocess.run(shlex.join(argv), shell=True, cwd=ROOT, capture_output=True, text=True,
-                          timeout=TIMEOUT_S, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    done = subprocess.run(
+        shlex.join(argv),
+        shell=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "resumed from" in done.stdout
     r = json.loads(out.read_text())
@@ -249,8 +275,18 @@ def test_train_mnist_ctrl_c_reports_and_the_printed_command_resumes(tmp_path):
 def test_amc_mnist_sigterm_reports_and_exits_143(tmp_path):
     """A job scheduler's SIGTERM during a long aMC run: checkpoint, JSON with "interrupted": true, exit 143."""
     ck, out = tmp_path / "amc.h5", tmp_path / "amc.json"
-    args = [EXAMPLES / "amc_mnist.py", "--steps", "100000", "--eval-every", "10", "--no-progress",
-            "--checkpoint", ck, "--json", out]
+    args = [
+        EXAMPLES / "amc_mnist.py",
+        "--steps",
+        "100000",
+        "--eval-every",
+        "10",
+        "--no-progress",
+        "--checkpoint",
+        ck,
+        "--json",
+        out,
+    ]
     proc = start_and_signal(args, pathlib.Path(f"{ck}.metrics.jsonl"), signal.SIGTERM)
     assert proc.returncode == 143, (proc.returncode, proc.stdout_text, proc.stderr_text)
     assert proc.stderr_text == ""  # no traceback (and no bar: --no-progress)
@@ -267,8 +303,15 @@ def shell(command):
     """``command`` as the user types it (``python`` is this test's interpreter), through a shell, from the root."""
     argv = shlex.split(command)
     argv[0] = sys.executable if argv[0] == "python" else argv[0]
-    return subprocess.run(shlex.join(argv), shell=True, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S,
-                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    return subprocess.run(
+        shlex.join(argv),
+        shell=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
 
 
 def test_train_mnist_resume_takes_the_stored_arguments_and_extends_the_cycles(tmp_path):
@@ -276,8 +319,25 @@ def test_train_mnist_resume_takes_the_stored_arguments_and_extends_the_cycles(tm
     command ``--resume --checkpoint PATH`` with more cycles: it rebuilds the stored run and runs on to the
     new count; a flag that contradicts the stored run is exit status 2 naming each one with both values."""
     ck, out = tmp_path / "runs" / "mnist.h5", tmp_path / "mnist.json"
-    first = run([EXAMPLES / "train_mnist.py", "--smoke", "--channels", "2", "--cycles", "1", "--batch-size", "64",
-                 "--trials-per-batch", "2", "--no-progress", "--checkpoint", ck, "--json", out])
+    first = run(
+        [
+            EXAMPLES / "train_mnist.py",
+            "--smoke",
+            "--channels",
+            "2",
+            "--cycles",
+            "1",
+            "--batch-size",
+            "64",
+            "--trials-per-batch",
+            "2",
+            "--no-progress",
+            "--checkpoint",
+            ck,
+            "--json",
+            out,
+        ]
+    )
     assert first.returncode == 0, first.stdout + first.stderr
     done = shell(f"python examples/train_mnist.py --resume --checkpoint {shlex.quote(str(ck))} --cycles 2")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -289,12 +349,16 @@ def test_train_mnist_resume_takes_the_stored_arguments_and_extends_the_cycles(tm
     assert [x["cycle"] for x in lines if x["kind"] == "eval"] == [1, 2]  # the history goes on
     for c in (1, 2):  # every parameter once per cycle, in the first run and in the extension
         assert sum(x["trials"] for x in lines if x["kind"] == "layers" and x["cycle"] == c) == 242
-    bad = shell(f"python examples/train_mnist.py --resume --checkpoint {shlex.quote(str(ck))} --cycles 1 --seed 5 "
-                "--batch-size 64")  # --batch-size as stored: not an error
+    bad = shell(
+        f"python examples/train_mnist.py --resume --checkpoint {shlex.quote(str(ck))} --cycles 1 --seed 5 "
+        "--batch-size 64"
+    )  # --batch-size as stored: not an error
     assert bad.returncode == 2, bad.stdout + bad.stderr
     assert "--seed is 72 in the checkpoint, 5 on this command line" in bad.stderr
-    assert "--cycles 1 is less than the stored run's 2" in bad.stderr and "--batch-size" not in bad.stderr.split(
-        "error:")[1]
+    assert (
+        "--cycles 1 is less than the stored run's 2" in bad.stderr
+        and "--batch-size" not in bad.stderr.split("error:")[1]
+    )
 
 
 def test_amc_mnist_resume_takes_the_stored_batch_size_and_extends_the_steps(tmp_path):
@@ -312,8 +376,11 @@ def test_amc_mnist_resume_takes_the_stored_batch_size_and_extends_the_steps(tmp_
     ref = run([EXAMPLES / "amc_mnist.py", *common, "--steps", "40", "--json", whole])
     assert ref.returncode == 0, ref.stdout + ref.stderr
     w = json.loads(whole.read_text())
-    assert (r["final_loss"], r["test_accuracy"], r["acceptance"]) == (w["final_loss"], w["test_accuracy"],
-                                                                      w["acceptance"])
+    assert (r["final_loss"], r["test_accuracy"], r["acceptance"]) == (
+        w["final_loss"],
+        w["test_accuracy"],
+        w["acceptance"],
+    )
     bad = shell(f"python examples/amc_mnist.py --resume --checkpoint {shlex.quote(str(ck))} --batch-size 500")
     assert bad.returncode == 2, bad.stdout + bad.stderr
     assert "--batch-size is 300 in the checkpoint, 500 on this command line" in bad.stderr

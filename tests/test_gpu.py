@@ -49,8 +49,12 @@ def test_same_model_on_both_backends(name):
         cpu.train(mode == "train")
         np.testing.assert_allclose(minirso.to_numpy(gpu(xg)), cpu(x), rtol=1e-4, atol=1e-4)
     k = len(cpu.layers) // 2
-    np.testing.assert_allclose(minirso.to_numpy(gpu.layer_inputs(xg, k, chunk_size=3)),
-                               cpu.layer_inputs(x, k, chunk_size=3), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        minirso.to_numpy(gpu.layer_inputs(xg, k, chunk_size=3)),
+        cpu.layer_inputs(x, k, chunk_size=3),
+        rtol=1e-4,
+        atol=1e-4,
+    )
     with gpu.signal_stats():
         gpu(xg)
     with cpu.signal_stats():
@@ -85,14 +89,23 @@ def test_rso_decisions_agree_on_both_backends(evaluator):
     float32 losses differ by rounding between cuBLAS and NumPy, so a near-tie may flip; almost all agree.
     """
     from minirso.optim import RSO
+
     x, y = _tiny_digits()
     gpu, cpu = _pair(lambda: models.rso_mnist(seed=5, channels=2))
     gpu.params[...] = minirso.asarray(cpu.params)
     decisions = {}
     for name, model, xs, ys in (("gpu", gpu, minirso.asarray(x), minirso.asarray(y)), ("cpu", cpu, x, y)):
         got = decisions[name] = []
-        RSO(model, xs, ys, cycles=1, batch_size=16, seed=3, evaluator=evaluator,
-            callback=lambda ev, info, got=got: got.append(info["decision"]) if ev == "trial" else None).run()
+        RSO(
+            model,
+            xs,
+            ys,
+            cycles=1,
+            batch_size=16,
+            seed=3,
+            evaluator=evaluator,
+            callback=lambda ev, info, got=got: got.append(info["decision"]) if ev == "trial" else None,
+        ).run()
     agree = np.mean([a == b for a, b in zip(decisions["gpu"], decisions["cpu"])])
     assert len(decisions["gpu"]) == cpu.num_params and agree > 0.97
 
@@ -100,6 +113,7 @@ def test_rso_decisions_agree_on_both_backends(evaluator):
 def test_amc_trajectory_agrees_on_both_backends():
     """aMC with signal norm on an MLP, 200 steps: the same accept decisions and nearly the same parameters."""
     from minirso.optim import AMC, ModelLoss
+
     r = np.random.default_rng(5)
     x = r.normal(size=(200, 6)).astype(np.float32)
     y = (x[:, 0] + 0.5 * x[:, 3] > 0).astype(np.int64)
@@ -107,8 +121,16 @@ def test_amc_trajectory_agrees_on_both_backends():
     gpu.params[...] = minirso.asarray(cpu.params)
     runs = {}
     for name, model, xs, ys in (("gpu", gpu, minirso.asarray(x), minirso.asarray(y)), ("cpu", cpu, x, y)):
-        opt = AMC(model.params, ModelLoss(model, xs, ys), sigma0=1e-2, epsilon=1e-2, n_s=10, signal_norm=True,
-                  batch_size=64, seed=9)
+        opt = AMC(
+            model.params,
+            ModelLoss(model, xs, ys),
+            sigma0=1e-2,
+            epsilon=1e-2,
+            n_s=10,
+            signal_norm=True,
+            batch_size=64,
+            seed=9,
+        )
         runs[name] = [opt.step()["accepted"] for _ in range(200)]
     same = np.array(runs["gpu"]) == np.array(runs["cpu"])
     assert same[:50].all() and same.mean() > 0.97 and 0 < np.sum(runs["cpu"]) < 200
@@ -138,8 +160,13 @@ def test_fused_kernels_equal_the_plain_path(monkeypatch):
         return fused
 
     # minirso.random.normal is the plain reference (it imports no GPU code); kernels.normal is its one-launch twin
-    z = both(lambda: kernels.normal(2**40 + 3, 5, 17, 100003, cupy, np.float32) if kernels.enabled(cupy)
-             else mr.normal(2**40 + 3, 5, 17, 100003, cupy))
+    z = both(
+        lambda: (
+            kernels.normal(2**40 + 3, 5, 17, 100003, cupy, np.float32)
+            if kernels.enabled(cupy)
+            else mr.normal(2**40 + 3, 5, 17, 100003, cupy)
+        )
+    )
     np.testing.assert_allclose(z, mr.normal(2**40 + 3, 5, 17, 100003, np), rtol=2e-7, atol=1e-7)
 
     r = np.random.default_rng(8)
@@ -153,9 +180,14 @@ def test_fused_kernels_equal_the_plain_path(monkeypatch):
     both(lambda: opt.proposal(opt.step_count))
 
     k = 6
-    chains = AMCChains(cupy.asarray(r.normal(size=(k, 1001)).astype(np.float32)),
-                       lambda q: ((q - 0.3) ** 2).sum(axis=1), seeds=[3, 2**63 + 1, 5, 0, 77, 12], sigma0=1e-2,
-                       epsilon=0.1, n_s=3)
+    chains = AMCChains(
+        cupy.asarray(r.normal(size=(k, 1001)).astype(np.float32)),
+        lambda q: ((q - 0.3) ** 2).sum(axis=1),
+        seeds=[3, 2**63 + 1, 5, 0, 77, 12],
+        sigma0=1e-2,
+        epsilon=0.1,
+        n_s=3,
+    )
     for _ in range(20):
         chains.step()
     both(lambda: chains.proposal(chains.step_count))
@@ -170,8 +202,11 @@ def test_fused_rnn_kernel_equals_the_plain_loop(monkeypatch):
     r = np.random.default_rng(12)
     model = models.amc_rnn_classifier(seed=3)  # built on the active backend (CuPy)
     for n, t_len in ((1500, 20), (7, 33)):
-        x = minirso.asarray(r.integers(0, 2, size=(n, t_len, 1)).repeat(2, axis=2).astype(np.float32)
-                            * np.array([1.0, -1.0], np.float32) + np.array([0.0, 1.0], np.float32))  # one-hot
+        x = minirso.asarray(
+            r.integers(0, 2, size=(n, t_len, 1)).repeat(2, axis=2).astype(np.float32)
+            * np.array([1.0, -1.0], np.float32)
+            + np.array([0.0, 1.0], np.float32)
+        )  # one-hot
         out = {}
         for fused in ("1", "0"):
             monkeypatch.setenv("MINIRSO_FUSED", fused)
@@ -195,9 +230,11 @@ def test_fused_mlp_loss_and_amc_move_equal_the_plain_path(monkeypatch):
     from minirso.optim import AMC, ModelLoss
 
     r = np.random.default_rng(21)
-    nets = [(models.mlp([784, 16, 16, 10], output="softmax", seed=1, init=("gaussian", 0.05)), "mse", 60000),
-            (models.mlp([30, 64, 7, 5], activation="relu", seed=2), "cross_entropy_mean", 1001),
-            (models.amc_deep_tanh(6, seed=3, init="kaiming"), "mse", 777)]
+    nets = [
+        (models.mlp([784, 16, 16, 10], output="softmax", seed=1, init=("gaussian", 0.05)), "mse", 60000),
+        (models.mlp([30, 64, 7, 5], activation="relu", seed=2), "cross_entropy_mean", 1001),
+        (models.amc_deep_tanh(6, seed=3, init="kaiming"), "mse", 777),
+    ]
     for net, loss, n in nets:
         net.params[...] += cupy.asarray(r.normal(0, 0.1, net.num_params).astype(np.float32))  # nonzero biases
         d = net.layers[0].in_features
@@ -269,8 +306,9 @@ def test_fused_amc_move_returns_eps(monkeypatch):
     lam_sigma = (r.uniform(0.5, 2.0, p) * 0.02).astype(np.float32)
     for scale in (0.0173, lam_sigma):
         x, saved = cupy.asarray(x0), cupy.empty(p, dtype=np.float32)
-        eps = kernels.amc_move(x, saved, cupy.asarray(mu), scale if np.isscalar(scale) else cupy.asarray(scale),
-                               seed, 11, offset)
+        eps = kernels.amc_move(
+            x, saved, cupy.asarray(mu), scale if np.isscalar(scale) else cupy.asarray(scale), seed, 11, offset
+        )
         assert kernels.status() == "on", kernels.status()
         assert isinstance(eps, cupy.ndarray) and eps.shape == (p,) and eps.dtype == np.float32
         e = cupy.asnumpy(eps)

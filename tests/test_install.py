@@ -54,9 +54,26 @@ def test_pip_install_dot_has_the_bundled_digits_and_downloads_outside_the_packag
         if path.is_file():
             shutil.copy(path, src / path.name)
     site = tmp_path / "site"
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-                          "--disable-pip-version-check", "--quiet", "--target", str(site), str(src)],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    pip = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "--quiet",
+            "--target",
+            str(site),
+            str(src),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert pip.returncode == 0, pip.stdout + pip.stderr
     installed = _files(site)
 
@@ -64,8 +81,9 @@ def test_pip_install_dot_has_the_bundled_digits_and_downloads_outside_the_packag
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("MINIRSO_DATA", "PYTHONPATH")}
     env.update(PYTHONPATH=str(site), XDG_CACHE_HOME=str(tmp_path / "cache"), MINIRSO_BACKEND="numpy")
-    run = subprocess.run([sys.executable, "-c", SCRIPT], cwd=elsewhere, env=env, capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     got = json.loads(run.stdout.splitlines()[-1])
 

@@ -27,6 +27,7 @@ def _logits_labels(rng, n=7, c=5, scale=3.0):
 
 # ---- cross_entropy ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_cross_entropy_matches_torch(xp, rng, reduction):
     logits, labels = _logits_labels(rng)
@@ -136,6 +137,7 @@ def test_cross_entropy_accepts_unsigned_and_int32_labels(xp, rng):
 
 # ---- mse ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_mse_matches_torch(xp, rng, reduction):
     pred = rng.standard_normal((6, 10)).astype(np.float32)
@@ -164,6 +166,7 @@ def test_mse_softmax_against_one_hot_like_amc_fig1(xp, rng):
 
 # ---- one_hot ------------------------------------------------------------------------------------
 
+
 def test_one_hot_hand_example(xp):
     got = one_hot(xp.asarray(np.array([2, 0, 3, 2])), 4)
     assert minirso.get_array_module(got) is xp
@@ -182,14 +185,18 @@ def test_one_hot_dtype_and_torch(xp, rng):
 
 # ---- accuracy -----------------------------------------------------------------------------------
 
+
 def test_accuracy_hand_example_with_ties(xp):
-    logits = np.array([
-        [1.0, 2.0, 0.0],  # argmax 1, label 1: right
-        [3.0, 1.0, 3.0],  # tie 0/2 -> first index 0, label 0: right
-        [0.0, 0.0, 0.0],  # all tied -> 0, label 2: wrong
-        [5.0, 1.0, 2.0],  # argmax 0, label 2: wrong
-        [0.0, 4.0, 4.0],  # tie 1/2 -> 1, label 2: wrong
-    ], dtype=np.float32)
+    logits = np.array(
+        [
+            [1.0, 2.0, 0.0],  # argmax 1, label 1: right
+            [3.0, 1.0, 3.0],  # tie 0/2 -> first index 0, label 0: right
+            [0.0, 0.0, 0.0],  # all tied -> 0, label 2: wrong
+            [5.0, 1.0, 2.0],  # argmax 0, label 2: wrong
+            [0.0, 4.0, 4.0],  # tie 1/2 -> 1, label 2: wrong
+        ],
+        dtype=np.float32,
+    )
     labels = np.array([1, 0, 2, 2, 2])
     got = accuracy(xp.asarray(logits), xp.asarray(labels))
     assert type(got) is float
@@ -206,6 +213,7 @@ def test_accuracy_all_and_none(xp):
 
 
 # ---- validation ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fn", [cross_entropy, accuracy], ids=["cross_entropy", "accuracy"])
 def test_bad_logits_shape_raises(xp, fn):
@@ -268,15 +276,18 @@ def test_out_of_range_labels_are_rejected_on_host():
             accuracy(logits, np.array(bad))
 
 
-
 # ---- labels checked once, where they enter, on every backend -----------------------------------
+
 
 def test_check_labels_names_the_bad_values(xp):
     from minirso.losses import check_labels
 
     check_labels(xp.asarray(np.array([0, 9, 3, 9], np.int64)), 10, "here")  # in range: silent
-    with pytest.raises(ValueError, match=r"here: labels must be class indices in \[0, 10\).*2 out of range "
-                                         r"\(values -1, 12\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"here: labels must be class indices in \[0, 10\).*2 out of range "
+        r"\(values -1, 12\)",
+    ):
         check_labels(xp.asarray(np.array([1, 12, -1, 4], np.int64)), 10, "here")
     with pytest.raises(ValueError, match="integer array"):
         check_labels(xp.asarray(np.array([0.0, 1.0])), 10, "here")

@@ -19,9 +19,20 @@ import torch.nn.functional as TF
 import minirso
 from minirso import models
 from minirso.nn import (
-    GRU, RNN, AvgPool2d, BatchNorm2d, Conv2d, Dense, GlobalAvgPool2d, GlobalMaxPool2d, LayerNorm, ReLU, Residual,
+    GRU,
+    RNN,
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Dense,
+    GlobalAvgPool2d,
+    GlobalMaxPool2d,
+    LayerNorm,
+    ReLU,
+    Residual,
     Sequential,
-    Softmax, Tanh,
+    Softmax,
+    Tanh,
 )
 
 EPS = 1e-5  # LayerNorm epsilon (PyTorch's default; minirso's default)
@@ -29,6 +40,7 @@ BN_EPS = 1e-3  # the RSO nets' BatchNorm epsilon (MXNet's nd.BatchNorm default, 
 
 
 # ---- helpers ------------------------------------------------------------------------------------
+
 
 def _np(a):
     return minirso.to_numpy(a)
@@ -69,11 +81,11 @@ def images(xp, rng, n, c, hw):
 
 
 def assert_close(got, want, rtol=2e-4, atol=2e-4):
-    np.testing.assert_allclose(_np(got), want.detach().numpy() if torch.is_tensor(want) else want,
-                               rtol=rtol, atol=atol)
+    np.testing.assert_allclose(_np(got), want.detach().numpy() if torch.is_tensor(want) else want, rtol=rtol, atol=atol)
 
 
 # ---- independent forwards (reference README / RSO paper, written without minirso) -----------------
+
 
 def torch_rso_mnist(w, x, pool="max", recipe="authors"):
     """6 x [ReLU (not before the first)] conv3x3 pad 1 no bias -> [avg pool 2 after conv 2, 4] -> BN;
@@ -95,8 +107,17 @@ def torch_rso_mnist(w, x, pool="max", recipe="authors"):
 # Depth-10, written like the authors' loop over 9 conv layers (0-based): filters 16,16,16,32,...;
 # pool after layer 2 and 4 (conv 3 and conv 5); pre-ReLU output of layer p added to the conv output
 # of layer q for (p, q) = (0,2), (2,4), (4,6), (6,8); 1x1 conv + its own BN where channels differ.
-CIFAR10_CONV = ["conv1", "res2.conv2", "res2.conv3", "res4.conv4", "res4.conv5", "res6.conv6", "res6.conv7",
-                "res8.conv8", "res8.conv9"]
+CIFAR10_CONV = [
+    "conv1",
+    "res2.conv2",
+    "res2.conv3",
+    "res4.conv4",
+    "res4.conv5",
+    "res6.conv6",
+    "res6.conv7",
+    "res8.conv8",
+    "res8.conv9",
+]
 CIFAR10_BN = ["bn1", "res2.bn2", "bn3", "res4.bn4", "bn5", "res6.bn6", "bn7", "res8.bn8", "bn9"]
 CIFAR10_FILTERS = [16, 16, 16, 32, 32, 32, 32, 32, 32]
 CIFAR10_POOL = {2, 4}
@@ -152,6 +173,7 @@ def torch_mlp(w, x, n_layers, activation, layer_norm, output):
 
 # ---- parameter counts, by hand ------------------------------------------------------------------
 
+
 def test_rso_mnist_param_count():
     # conv1 1->16 3x3, conv2..6 16->16 3x3 (no biases), 6 BN (gamma, beta) of 16, FC 16 -> 10 no bias
     want = 1 * 16 * 9 + 5 * 16 * 16 * 9 + 6 * 2 * 16 + 16 * 10
@@ -170,10 +192,16 @@ def test_rso_cifar_param_counts():
     # Depth-5: 3->16, 16->16, 16->32, 32->32; BN 16, 16, 32, 32; FC 32 -> 10
     d5 = 3 * 16 * 9 + 16 * 16 * 9 + 16 * 32 * 9 + 32 * 32 * 9 + 2 * (16 + 16 + 32 + 32) + 32 * 10
     # Depth-10 (authors' --layers 9): filters 16,16,16,32,32,32,32,32,32
-    d10 = (3 * 16 * 9 + 2 * 16 * 16 * 9 + 16 * 32 * 9 + 5 * 32 * 32 * 9  # 9 convs
-           + 16 * 32 * 1 * 1 + 2 * 32  # 1x1 projection 16 -> 32 and its own BN
-           + 2 * (3 * 16 + 6 * 32)  # one BN per conv
-           + 32 * 10)  # FC without bias
+    d10 = (
+        3 * 16 * 9
+        + 2 * 16 * 16 * 9
+        + 16 * 32 * 9
+        + 5 * 32 * 32 * 9  # 9 convs
+        + 16 * 32 * 1 * 1
+        + 2 * 32  # 1x1 projection 16 -> 32 and its own BN
+        + 2 * (3 * 16 + 6 * 32)  # one BN per conv
+        + 32 * 10
+    )  # FC without bias
     assert (d3, d5, d10) == (10528, 17072, 57104)
     assert models.rso_cifar(3).num_params == d3
     assert models.rso_cifar(5).num_params == d5
@@ -221,13 +249,27 @@ def test_amc_rnn_classifier_param_counts():
 # ---- rso_mnist structure ------------------------------------------------------------------------
 
 MNIST_LAYERS = [
-    ("conv1", Conv2d), ("bn1", BatchNorm2d),
-    ("relu1", ReLU), ("conv2", Conv2d), ("pool2", AvgPool2d), ("bn2", BatchNorm2d),
-    ("relu2", ReLU), ("conv3", Conv2d), ("bn3", BatchNorm2d),
-    ("relu3", ReLU), ("conv4", Conv2d), ("pool4", AvgPool2d), ("bn4", BatchNorm2d),
-    ("relu4", ReLU), ("conv5", Conv2d), ("bn5", BatchNorm2d),
-    ("relu5", ReLU), ("conv6", Conv2d), ("bn6", BatchNorm2d),
-    ("gmp", GlobalMaxPool2d), ("fc", Dense),  # no ReLU between bn6 and the global (max) pool
+    ("conv1", Conv2d),
+    ("bn1", BatchNorm2d),
+    ("relu1", ReLU),
+    ("conv2", Conv2d),
+    ("pool2", AvgPool2d),
+    ("bn2", BatchNorm2d),
+    ("relu2", ReLU),
+    ("conv3", Conv2d),
+    ("bn3", BatchNorm2d),
+    ("relu3", ReLU),
+    ("conv4", Conv2d),
+    ("pool4", AvgPool2d),
+    ("bn4", BatchNorm2d),
+    ("relu4", ReLU),
+    ("conv5", Conv2d),
+    ("bn5", BatchNorm2d),
+    ("relu5", ReLU),
+    ("conv6", Conv2d),
+    ("bn6", BatchNorm2d),
+    ("gmp", GlobalMaxPool2d),
+    ("fc", Dense),  # no ReLU between bn6 and the global (max) pool
 ]
 
 
@@ -237,8 +279,9 @@ def test_rso_mnist_layer_order():
     avg = models.rso_mnist(global_pool="avg")
     assert [(l.name, type(l)) for l in avg.layers] == MNIST_LAYERS[:-2] + [("gap", GlobalAvgPool2d), ("fc", Dense)]
     paper = models.rso_mnist(recipe="paper")  # sec. 4.1: a pool after conv 6 too, and a ReLU after bn6
-    assert [(l.name, type(l)) for l in paper.layers] == (MNIST_LAYERS[:-3] + [("pool6", AvgPool2d)]
-                                                         + MNIST_LAYERS[-3:-2] + [("relu6", ReLU)] + MNIST_LAYERS[-2:])
+    assert [(l.name, type(l)) for l in paper.layers] == (
+        MNIST_LAYERS[:-3] + [("pool6", AvgPool2d)] + MNIST_LAYERS[-3:-2] + [("relu6", ReLU)] + MNIST_LAYERS[-2:]
+    )
     with pytest.raises(ValueError, match="global_pool must be 'max'"):
         models.rso_mnist(global_pool="mean")
     with pytest.raises(ValueError, match="recipe must be one of"):
@@ -260,9 +303,19 @@ def test_rso_mnist_spatial_sizes(xp, rng):
     model = models.rso_mnist()
     x = images(xp, rng, 3, 1, 28)
     names = [l.name for l in model.layers]
-    want = {"conv1": (3, 16, 28, 28), "conv2": (3, 16, 28, 28), "pool2": (3, 16, 14, 14), "conv3": (3, 16, 14, 14),
-            "conv4": (3, 16, 14, 14), "pool4": (3, 16, 7, 7), "bn4": (3, 16, 7, 7), "conv6": (3, 16, 7, 7),
-            "bn6": (3, 16, 7, 7), "gmp": (3, 16), "fc": (3, 10)}
+    want = {
+        "conv1": (3, 16, 28, 28),
+        "conv2": (3, 16, 28, 28),
+        "pool2": (3, 16, 14, 14),
+        "conv3": (3, 16, 14, 14),
+        "conv4": (3, 16, 14, 14),
+        "pool4": (3, 16, 7, 7),
+        "bn4": (3, 16, 7, 7),
+        "conv6": (3, 16, 7, 7),
+        "bn6": (3, 16, 7, 7),
+        "gmp": (3, 16),
+        "fc": (3, 10),
+    }
     for name, shape in want.items():
         k = names.index(name) + 1  # forward(x, stop=k) is the OUTPUT of layer k - 1
         assert tuple(model.forward(x, stop=k).shape) == shape, name
@@ -290,6 +343,7 @@ def test_rso_mnist_forward_matches_independent_torch(xp, rng, pool, recipe):
 
 # ---- rso_cifar structure ------------------------------------------------------------------------
 
+
 def test_rso_cifar10_forward_matches_independent_torch(xp, rng):
     model = models.rso_cifar(10, seed=1)
     randomize_norms(model, rng)
@@ -313,9 +367,18 @@ def test_rso_cifar10_spatial_sizes(xp, rng):
     model = models.rso_cifar(10)
     x = images(xp, rng, 2, 3, 32)
     names = [l.name for l in model.layers]
-    want = {"bn1": (2, 16, 32, 32), "res2": (2, 16, 32, 32), "pool3": (2, 16, 16, 16), "res4": (2, 32, 16, 16),
-            "pool5": (2, 32, 8, 8), "bn5": (2, 32, 8, 8), "res6": (2, 32, 8, 8), "bn9": (2, 32, 8, 8),
-            "gmp": (2, 32), "fc": (2, 10)}
+    want = {
+        "bn1": (2, 16, 32, 32),
+        "res2": (2, 16, 32, 32),
+        "pool3": (2, 16, 16, 16),
+        "res4": (2, 32, 16, 16),
+        "pool5": (2, 32, 8, 8),
+        "bn5": (2, 32, 8, 8),
+        "res6": (2, 32, 8, 8),
+        "bn9": (2, 32, 8, 8),
+        "gmp": (2, 32),
+        "fc": (2, 10),
+    }
     for name, shape in want.items():
         assert tuple(model.forward(x, stop=names.index(name) + 1).shape) == shape, name
     # one projection shortcut only (16 -> 32), with its own BatchNorm
@@ -333,8 +396,9 @@ def test_rso_cifar_plain_forward_matches_independent_torch(xp, rng, depth, n_con
     assert w["conv1.weight"].shape == (first, 3, 3, 3)
     assert w[f"conv{n_conv}.weight"].shape == (32, 32, 3, 3)
     x = images(xp, rng, 8, 3, 16)
-    np.testing.assert_allclose(_np(model(x)), torch_plain_cnn(w, _np(x), n_conv, pool_after).numpy(),
-                               rtol=2e-4, atol=2e-4)
+    np.testing.assert_allclose(
+        _np(model(x)), torch_plain_cnn(w, _np(x), n_conv, pool_after).numpy(), rtol=2e-4, atol=2e-4
+    )
 
 
 def test_rso_cifar_bad_depth():
@@ -345,13 +409,15 @@ def test_rso_cifar_bad_depth():
 
 # ---- mlp, amc_deep_tanh, amc_rnn_classifier -----------------------------------------------------
 
+
 @pytest.mark.parametrize("output", [None, "softmax", "tanh"])
 @pytest.mark.parametrize("layer_norm", [False, True])
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_mlp_forward_matches_torch(xp, rng, activation, layer_norm, output):
     sizes = [6, 5, 4, 3]
-    model = models.mlp(sizes, activation=activation, layer_norm=layer_norm, output=output, seed=4,
-                       init=("gaussian", 0.7))
+    model = models.mlp(
+        sizes, activation=activation, layer_norm=layer_norm, output=output, seed=4, init=("gaussian", 0.7)
+    )
     randomize_norms(model, rng)
     acts = [l for l in model.layers if isinstance(l, (Tanh, ReLU))]
     assert len(acts) == 2 + (output == "tanh")
@@ -371,17 +437,20 @@ def test_mlp_amc_fig1_net(xp, rng):
     assert (y > 0).all()
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(sizes=[5]), "at least 2 positive"),
-    (dict(sizes=[]), "at least 2 positive"),
-    (dict(sizes=[3, 0, 2]), "at least 2 positive"),
-    (dict(sizes=[3, -1]), "at least 2 positive"),
-    (dict(sizes=[3, 2], activation="sigmoid"), "activation"),
-    (dict(sizes=[3, 2], output="relu"), "output"),
-    (dict(sizes=[3, 2], output="Softmax"), "output"),
-    (dict(sizes=[3, 2], init="xavier"), "init"),
-    (dict(sizes=[3, 2], init=("gaussian", 0.0)), "gaussian scale"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(sizes=[5]), "at least 2 positive"),
+        (dict(sizes=[]), "at least 2 positive"),
+        (dict(sizes=[3, 0, 2]), "at least 2 positive"),
+        (dict(sizes=[3, -1]), "at least 2 positive"),
+        (dict(sizes=[3, 2], activation="sigmoid"), "activation"),
+        (dict(sizes=[3, 2], output="relu"), "output"),
+        (dict(sizes=[3, 2], output="Softmax"), "output"),
+        (dict(sizes=[3, 2], init="xavier"), "init"),
+        (dict(sizes=[3, 2], init=("gaussian", 0.0)), "gaussian scale"),
+    ],
+)
 def test_mlp_bad_args(kwargs, match):
     with pytest.raises(ValueError, match=match):
         models.mlp(**kwargs)
@@ -461,6 +530,7 @@ def test_amc_rnn_classifier_matches_torch(xp, rng, cell):
 
 # ---- initialisation -----------------------------------------------------------------------------
 
+
 def _check_normal(values, std, label):
     """values ~ N(0, std^2)? 5-sigma bounds on the sample std, mean and the fraction within 1 std."""
     v = np.asarray(values, dtype=np.float64).ravel()
@@ -513,10 +583,16 @@ def test_kaiming_init_recurrent(cell):
     # documented convention: both matrices of a recurrent layer feed the same neurons, fan_in = input + hidden
     model = models.amc_rnn_classifier(cell=cell, seed=2)
     w = weights(model)
-    _check_normal(np.concatenate([w[f"{cell}1.weight_ih"].ravel(), w[f"{cell}1.weight_hh"].ravel()]),
-                  math.sqrt(2.0 / (2 + 64)), f"{cell}1")
-    _check_normal(np.concatenate([w[f"{cell}2.weight_ih"].ravel(), w[f"{cell}2.weight_hh"].ravel()]),
-                  math.sqrt(2.0 / (64 + 64)), f"{cell}2")
+    _check_normal(
+        np.concatenate([w[f"{cell}1.weight_ih"].ravel(), w[f"{cell}1.weight_hh"].ravel()]),
+        math.sqrt(2.0 / (2 + 64)),
+        f"{cell}1",
+    )
+    _check_normal(
+        np.concatenate([w[f"{cell}2.weight_ih"].ravel(), w[f"{cell}2.weight_hh"].ravel()]),
+        math.sqrt(2.0 / (64 + 64)),
+        f"{cell}2",
+    )
     for name, v in w.items():
         if "bias" in name:
             np.testing.assert_array_equal(v, 0.0, err_msg=name)
@@ -551,14 +627,15 @@ BUILDERS = {
     "rso_cifar3": lambda seed, init="kaiming": models.rso_cifar(3, seed=seed, init=init),
     "rso_cifar5": lambda seed, init="kaiming": models.rso_cifar(5, seed=seed, init=init),
     "rso_cifar10": lambda seed, init="kaiming": models.rso_cifar(10, seed=seed, init=init),
-    "mlp": lambda seed, init="kaiming": models.mlp([12, 7, 5, 3], layer_norm=True, output="softmax",
-                                                   seed=seed, init=init),
-    "mlp_relu_tanh": lambda seed, init="kaiming": models.mlp([4, 6, 2], activation="relu", output="tanh",
-                                                             seed=seed, init=init),
+    "mlp": lambda seed, init="kaiming": models.mlp(
+        [12, 7, 5, 3], layer_norm=True, output="softmax", seed=seed, init=init
+    ),
+    "mlp_relu_tanh": lambda seed, init="kaiming": models.mlp(
+        [4, 6, 2], activation="relu", output="tanh", seed=seed, init=init
+    ),
     "amc_deep_tanh": lambda seed, init=("gaussian", 1e-2): models.amc_deep_tanh(6, seed=seed, init=init),
     "amc_rnn": lambda seed, init="kaiming": models.amc_rnn_classifier(hidden_size=8, seed=seed, init=init),
-    "amc_gru": lambda seed, init="kaiming": models.amc_rnn_classifier(hidden_size=8, cell="gru", seed=seed,
-                                                                      init=init),
+    "amc_gru": lambda seed, init="kaiming": models.amc_rnn_classifier(hidden_size=8, cell="gru", seed=seed, init=init),
 }
 
 
@@ -594,10 +671,12 @@ def test_architecture_json_round_trip(xp, rng, name, init):
     arch = json.loads(json.dumps(model.architecture()))  # must survive real JSON
     rebuilt = Sequential.from_architecture(arch)
     assert rebuilt.num_params == model.num_params
-    assert [(l.name, type(l), l.config()) for l in rebuilt.layers] == \
-        [(l.name, type(l), l.config()) for l in model.layers]
-    assert [(g.name, g.shape, g.slice, g.kind, g.fan_in) for g in rebuilt.param_groups] == \
-        [(g.name, g.shape, g.slice, g.kind, g.fan_in) for g in model.param_groups]
+    assert [(l.name, type(l), l.config()) for l in rebuilt.layers] == [
+        (l.name, type(l), l.config()) for l in model.layers
+    ]
+    assert [(g.name, g.shape, g.slice, g.kind, g.fan_in) for g in rebuilt.param_groups] == [
+        (g.name, g.shape, g.slice, g.kind, g.fan_in) for g in model.param_groups
+    ]
     np.testing.assert_array_equal(_np(rebuilt.params), _np(model.params))
     x = _input_for(name, xp, rng)
     np.testing.assert_array_equal(_np(rebuilt(x)), _np(model(x)))
@@ -608,7 +687,11 @@ def test_architecture_json_round_trip(xp, rng, name, init):
 
 def test_rso_builders_take_the_batchnorm_epsilon():
     """Default 1e-3, MXNet's nd.BatchNorm default (the authors' code); any other on request."""
-    for m, want in ((models.rso_mnist(), 1e-3), (models.rso_cifar(10), 1e-3), (models.rso_mnist(bn_eps=1e-5), 1e-5),
-                    (models.rso_cifar(5, bn_eps=1e-5), 1e-5)):
+    for m, want in (
+        (models.rso_mnist(), 1e-3),
+        (models.rso_cifar(10), 1e-3),
+        (models.rso_mnist(bn_eps=1e-5), 1e-5),
+        (models.rso_cifar(5, bn_eps=1e-5), 1e-5),
+    ):
         eps = {l.eps for _, l, _ in m.named_layers() if isinstance(l, BatchNorm2d)}
         assert eps == {want}

@@ -25,7 +25,6 @@ from minirso import kernels
 PIP = 'pip install -e ".[nvrtc]" (nvidia-cuda-nvrtc-cu12==12.9.86, cuda-bindings<13)'
 
 
-
 def _load_nvrtc():
     """``(nvrtc module, None)``, or ``(None, why)`` when the bindings or the NVRTC library are missing."""
     try:
@@ -126,9 +125,11 @@ def cupy_elementwise_source(name: str, ndim: int, bindings: dict, array_params: 
                 params.append(f"const {bindings.get(ct, ct)} {n}")
     typedefs = "".join(f"typedef {c} {k};\n" for k, c in sorted(bindings.items()))
     body = "\n".join(refs + [operation])
-    return (f"{CUPY_ELEMENTWISE}\n{typedefs}\n{preamble}\n"
-            f'extern "C" __global__ void minirso_{name}({", ".join(params)}, CIndexer<{ndim}, 1> _ind) {{\n'
-            f"  ;\n  #pragma unroll 1\n  CUPY_FOR(i, _ind.size()) {{\n    _ind.set(i);\n{body};\n  }}\n  ;\n}}\n")
+    return (
+        f"{CUPY_ELEMENTWISE}\n{typedefs}\n{preamble}\n"
+        f'extern "C" __global__ void minirso_{name}({", ".join(params)}, CIndexer<{ndim}, 1> _ind) {{\n'
+        f"  ;\n  #pragma unroll 1\n  CUPY_FOR(i, _ind.size()) {{\n    _ind.set(i);\n{body};\n  }}\n  ;\n}}\n"
+    )
 
 
 def compile_nvrtc(source: str, options) -> tuple[bool, str]:
@@ -148,16 +149,21 @@ def compile_nvrtc(source: str, options) -> tuple[bool, str]:
 
 def cupy_options(arch: str, own=(), std="--std=c++17"):
     """NVRTC's options as CuPy passes them for a kernel built with ``options=own`` (the include paths aside)."""
-    return [*own, std, "-ftz=true", f"-arch=sm_{arch}", "--device-as-default-execution-space",
-            "--ptxas-options=-v"]
+    return [*own, std, "-ftz=true", f"-arch=sm_{arch}", "--device-as-default-execution-space", "--ptxas-options=-v"]
 
 
 def resources(log: str, name: str) -> dict:
     """Registers, stack frame and spills of ``name`` from ptxas' verbose log."""
     part = log.split(f"Function properties for {name}", 1)[1]
     regs = int(re.search(r"Used (\d+) registers", part).group(1))
-    stack, spill_st, spill_ld = map(int, re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, "
-                                                   r"(\d+) bytes spill loads", part).groups())
+    stack, spill_st, spill_ld = map(
+        int,
+        re.search(
+            r"(\d+) bytes stack frame, (\d+) bytes spill stores, "
+            r"(\d+) bytes spill loads",
+            part,
+        ).groups(),
+    )
     return {"registers": regs, "stack": stack, "spill_stores": spill_st, "spill_loads": spill_ld}
 
 
@@ -173,17 +179,21 @@ def _rnn_max_threads() -> int:
     return max(s[2] for s in shapes if s is not None)
 
 
-RAW = [("minirso_rnn_tanh", kernels.RNN_SOURCE, _rnn_max_threads), ("minirso_mlp_tail", kernels.MLP_SOURCE,
-                                                                    lambda: kernels.MLP_THREADS)]
+RAW = [
+    ("minirso_rnn_tanh", kernels.RNN_SOURCE, _rnn_max_threads),
+    ("minirso_mlp_tail", kernels.MLP_SOURCE, lambda: kernels.MLP_THREADS),
+]
 # the elementwise kernels as minirso calls them: T = float32; one chain (1-D contiguous arrays) and, for the
 # proposal, K chains (mu (K, P) with scale and seed (K, 1): 2-D strided arrays)
-ELEMENTWISE = [("proposal", 1, {"T": "float", "S": "float"}, {"mu", "scale"}),
-               ("proposal", 2, {"T": "float", "S": "float"}, {"mu", "scale", "seed"}),
-               ("proposal_scalar", 1, {"T": "float"}, {"mu"}),
-               ("normal", 1, {"T": "float"}, set()),
-               ("move", 1, {"T": "float", "S": "float"}, {"mu", "scale"}),
-               ("move_scalar", 1, {"T": "float"}, {"mu"}),
-               ("mu_update", 1, {"T": "float"}, {"eps"})]
+ELEMENTWISE = [
+    ("proposal", 1, {"T": "float", "S": "float"}, {"mu", "scale"}),
+    ("proposal", 2, {"T": "float", "S": "float"}, {"mu", "scale", "seed"}),
+    ("proposal_scalar", 1, {"T": "float"}, {"mu"}),
+    ("normal", 1, {"T": "float"}, set()),
+    ("move", 1, {"T": "float", "S": "float"}, {"mu", "scale"}),
+    ("move_scalar", 1, {"T": "float"}, {"mu"}),
+    ("mu_update", 1, {"T": "float"}, {"eps"}),
+]
 CUPY_BLOCK = 128  # ElementwiseKernel.__call__: block_size defaults to 128 (_kernel.pyx)
 
 
@@ -206,8 +216,7 @@ def test_raw_kernel_compiles_and_fits_the_register_file(name, source, threads, a
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("name, ndim, bindings, arrays", ELEMENTWISE,
-                         ids=[f"{e[0]}-{e[1]}d" for e in ELEMENTWISE])
+@pytest.mark.parametrize("name, ndim, bindings, arrays", ELEMENTWISE, ids=[f"{e[0]}-{e[1]}d" for e in ELEMENTWISE])
 def test_elementwise_kernel_compiles_and_fits_the_register_file(name, ndim, bindings, arrays, arch):
     src = cupy_elementwise_source(name, ndim, bindings, arrays)
     ok, log = compile_nvrtc(src, cupy_options(arch, own=("--fmad=false",)))
@@ -236,9 +245,11 @@ def test_the_faithful_template_is_cupy_s():
     references), checked against the text CuPy v14.2.0 builds (_kernel.pyx: CArray<T, ndim, c_contiguous,
     index_32_bits>, 'const T &x = _raw_x[_ind.get()];' for inputs, 'T &x = ...' for outputs)."""
     src = cupy_elementwise_source("move", 1, {"T": "float", "S": "float"}, {"mu", "scale"})
-    assert ("minirso_move(const CArray<float, 1, 1, 1> _raw_mu, const CArray<float, 1, 1, 1> _raw_scale, "
-            "const unsigned long long seed, const unsigned long long stream, const unsigned long long offset, "
-            "const long long row_len, CArray<float, 1, 1, 1> _raw_x, CArray<float, 1, 1, 1> _raw_saved, "
-            "CArray<float, 1, 1, 1> _raw_eps, CIndexer<1, 1> _ind)") in src
+    assert (
+        "minirso_move(const CArray<float, 1, 1, 1> _raw_mu, const CArray<float, 1, 1, 1> _raw_scale, "
+        "const unsigned long long seed, const unsigned long long stream, const unsigned long long offset, "
+        "const long long row_len, CArray<float, 1, 1, 1> _raw_x, CArray<float, 1, 1, 1> _raw_saved, "
+        "CArray<float, 1, 1, 1> _raw_eps, CIndexer<1, 1> _ind)"
+    ) in src
     assert "const T &mu = _raw_mu[_ind.get()];" in src and "T &eps = _raw_eps[_ind.get()];" in src
     assert "typedef float S;\ntypedef float T;\n" in src

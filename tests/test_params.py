@@ -7,9 +7,11 @@ from minirso.params import KINDS, ParamGroup, ParamSpec, allocate
 
 
 def test_allocate_cuts_one_buffer_into_views():
-    specs = [(0, "a.weight", ParamSpec("weight", (3, 2), "weight", 2, stat="in")),
-             (0, "a.bias", ParamSpec("bias", (3,), "bias", 2)),
-             (2, "b.gamma", ParamSpec("gamma", (4,), "bn_scale", 1, stat="xhat"))]
+    specs = [
+        (0, "a.weight", ParamSpec("weight", (3, 2), "weight", 2, stat="in")),
+        (0, "a.bias", ParamSpec("bias", (3,), "bias", 2)),
+        (2, "b.gamma", ParamSpec("gamma", (4,), "bn_scale", 1, stat="xhat")),
+    ]
     buf, groups, views = allocate(specs, np)
     assert buf.shape == (3 * 2 + 3 + 4,) and buf.dtype == np.float32
     assert groups[0] == ParamGroup("a.weight", 0, (3, 2), slice(0, 6), "weight", 2)

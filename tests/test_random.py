@@ -271,8 +271,9 @@ def test_numpy_and_cupy_draw_the_same_numbers():
         b_cp = random_bits(seed, stream, offset, n, xp=cupy)
         assert isinstance(b_cp, cupy.ndarray)
         np.testing.assert_array_equal(cupy.asnumpy(b_cp), b_np)
-        np.testing.assert_array_equal(cupy.asnumpy(uniform(seed, stream, offset, n, xp=cupy)),
-                                      uniform(seed, stream, offset, n, xp=np))
+        np.testing.assert_array_equal(
+            cupy.asnumpy(uniform(seed, stream, offset, n, xp=cupy)), uniform(seed, stream, offset, n, xp=np)
+        )
         z_np = normal(seed, stream, offset, n, xp=np)
         z_cp = cupy.asnumpy(normal(seed, stream, offset, n, xp=cupy))
         assert z_cp.dtype == z_np.dtype == np.float32
@@ -283,6 +284,7 @@ def test_numpy_and_cupy_draw_the_same_numbers():
 def test_integers_are_floor_of_scaled_uniforms_and_in_range(xp):
     """integers(..., high) = floor(high * uniform(...)) elementwise, inside [0, high), every value reachable."""
     from minirso.random import integers
+
     got = minirso.to_numpy(integers(77, 5, 123, 4000, 7, xp))
     u = minirso.to_numpy(uniform(77, 5, 123, 4000, xp))
     assert got.dtype == np.int64

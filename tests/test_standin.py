@@ -186,8 +186,12 @@ def test_boolean_mask_costs_a_sync(cp, x):
 def test_reductions_return_0d_device_arrays(cp, x):
     """_reduction.pyx: a full reduction is a 0-d cupy.ndarray, not a NumPy scalar; sum keeps float32 and sums
     integers to int64 (_routines_math.pyx ``_sum_auto_dtype``)."""
-    for r, want in ((x.sum(), x.get().sum()), (x.max(), x.get().max()), (x.mean(), x.get().mean()),
-                    (x.argmax(), x.get().argmax())):
+    for r, want in (
+        (x.sum(), x.get().sum()),
+        (x.max(), x.get().max()),
+        (x.mean(), x.get().mean()),
+        (x.argmax(), x.get().argmax()),
+    ):
         assert isinstance(r, cp.ndarray) and r.shape == ()
         np.testing.assert_allclose(r.get(), want, rtol=1e-6)
     assert x.sum().dtype == np.float32
@@ -234,8 +238,16 @@ def test_counters_launches_views_and_copies(cp, x, rng):
         v = x.T[1:].reshape(-1)[None]  # transpose, slice: still a view; reshape of a non-contiguous copy
     assert d["launches"] == 1
     with CTL.counters.counting() as d:
-        views = (x.T, x[1:], x.reshape(4, 3), x[None], x.ravel(), cp.broadcast_to(x, (2, 3, 4)),
-                 x.astype(np.float32, copy=False), cp.asarray(x))
+        views = (
+            x.T,
+            x[1:],
+            x.reshape(4, 3),
+            x[None],
+            x.ravel(),
+            cp.broadcast_to(x, (2, 3, 4)),
+            x.astype(np.float32, copy=False),
+            cp.asarray(x),
+        )
     assert d["launches"] == 0 and views[-1] is x and v.shape == (1, 9)
     with CTL.counters.counting() as d:
         y = x * 2.0
@@ -279,9 +291,20 @@ def test_promotion_cupy13_value_based(cp, monkeypatch):
     assert_version(cp, "13")
 
 
-@pytest.mark.parametrize("dt, scalar", [(np.float32, 65536), (np.float32, 0.5), (np.float32, 1e30),
-                                        (np.uint32, 2654435761), (np.uint32, 16), (np.int32, 2.5),
-                                        (np.float32, np.float64(2)), (np.int8, 3), (np.bool_, 1)])
+@pytest.mark.parametrize(
+    "dt, scalar",
+    [
+        (np.float32, 65536),
+        (np.float32, 0.5),
+        (np.float32, 1e30),
+        (np.uint32, 2654435761),
+        (np.uint32, 16),
+        (np.int32, 2.5),
+        (np.float32, np.float64(2)),
+        (np.int8, 3),
+        (np.bool_, 1),
+    ],
+)
 def test_promotion_cupy14_is_nep50(cp, monkeypatch, dt, scalar, rng):
     """v14.2.0 _kernel.pyx ``_check_should_use_weak_scalar``: NEP 50, so the result dtype is NumPy 2's.
     The stand-in is switched to 14; a real CuPy runs this only if it is CuPy 14."""

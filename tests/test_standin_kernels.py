@@ -32,8 +32,9 @@ def errors(cp):
     if is_standin(cp):
         return cp._kernel
     # cupy/cuda/__init__.py imports ``compiler`` and ``driver`` (an alias of cupy_backends.cuda.api.driver)
-    return types.SimpleNamespace(CompileException=cp.cuda.compiler.CompileException,
-                                 CUDADriverError=cp.cuda.driver.CUDADriverError)
+    return types.SimpleNamespace(
+        CompileException=cp.cuda.compiler.CompileException, CUDADriverError=cp.cuda.driver.CUDADriverError
+    )
 
 
 @pytest.fixture
@@ -263,8 +264,15 @@ def test_raw_arguments_are_checked_against_the_signature(cp, dev, rng):
     x = rng.standard_normal(10)
     y = dev(np.zeros(10))
     good = [dev(x), y, 3, 0.5, np.int32(10), np.uint64(1)]
-    bad = {0: dev(x.astype(np.float32)), 1: dev(np.zeros(10, np.int64)), 2: np.int32(3), 3: np.float32(0.5),
-           4: 10, 5: -1, 1.5: None}
+    bad = {
+        0: dev(x.astype(np.float32)),
+        1: dev(np.zeros(10, np.int64)),
+        2: np.int32(3),
+        3: np.float32(0.5),
+        4: 10,
+        5: -1,
+        1.5: None,
+    }
     for k_, v in bad.items():
         args = list(good)
         if k_ == 1.5:
@@ -284,8 +292,10 @@ def test_raw_python_int_and_bool_by_cupy_version(cp, dev, host, cupy_version):
     """function.pyx: v13 passes any Python int (bool included) as int64 (>= 2**63: OverflowError); v14 passes
     an int >= 2**63 as uint64 and a bool as bool.  That v13's int64 for a ``bool`` slot is a TypeError is the
     stand-in's signature check (CuPy passes it unchecked): stand-in only."""
-    src = (r'extern "C" __global__ void f(unsigned long long u, bool b, long long *out) '
-           r'{ out[0] = (long long)(u >> 60) + b; }')
+    src = (
+        r'extern "C" __global__ void f(unsigned long long u, bool b, long long *out) '
+        r"{ out[0] = (long long)(u >> 60) + b; }"
+    )
     k = cp.RawKernel(src, "f")
     out = dev(np.zeros(1, np.int64))
     if cupy_version == "14":

@@ -36,5 +36,15 @@ from .errors import CheckpointError, CheckpointWarning
 from .integrity import FORMAT, FORMAT_VERSION
 from .mapping import Checkpoint
 
-__all__ = ["CheckpointError", "CheckpointWarning", "Checkpoint", "save", "load", "verify",
-           "previous_path", "check_writable", "FORMAT", "FORMAT_VERSION"]
+__all__ = [
+    "CheckpointError",
+    "CheckpointWarning",
+    "Checkpoint",
+    "save",
+    "load",
+    "verify",
+    "previous_path",
+    "check_writable",
+    "FORMAT",
+    "FORMAT_VERSION",
+]

@@ -60,8 +60,7 @@ def _worth_keeping(path) -> bool:
     try:
         verify(path)
     except CheckpointError as err:
-        warnings.warn(f"{err}; it is replaced and not kept as {previous_path(path)}", CheckpointWarning,
-                      stacklevel=3)
+        warnings.warn(f"{err}; it is replaced and not kept as {previous_path(path)}", CheckpointWarning, stacklevel=3)
         return False
     return True
 
@@ -78,8 +77,9 @@ def check_writable(path, *, create_folders: bool = False) -> str:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.basename(path) or os.path.isdir(path):
-        raise CheckpointError(path, "is a folder, not a file name: give the checkpoint a file name, e.g. "
-                                    f"{os.path.join(path, 'run.h5')}")
+        raise CheckpointError(
+            path, f"is a folder, not a file name: give the checkpoint a file name, e.g. {os.path.join(path, 'run.h5')}"
+        )
     if create_folders:
         try:
             os.makedirs(folder, exist_ok=True)
@@ -117,8 +117,9 @@ def load(path, *, fallback: bool = False, verify: str = "all") -> Checkpoint:
         try:
             ckpt = load_bytes(integrity.read_bytes(prev), prev, verify=verify)
         except CheckpointError as second:
-            raise CheckpointError(path, f"{first.problem}; the previous checkpoint {prev} failed too: "
-                                        f"{second.problem}") from first
+            raise CheckpointError(
+                path, f"{first.problem}; the previous checkpoint {prev} failed too: {second.problem}"
+            ) from first
         warnings.warn(f"{first}; loaded the previous checkpoint {prev} instead", CheckpointWarning, stacklevel=2)
         return ckpt
 
@@ -149,6 +150,11 @@ def verify(path, *, verify: str = "all") -> dict:
     data = integrity.read_bytes(path)
     tree = integrity.verified_tree(data, path, verify=verify)
     kinds = [n.type for n in tree.nodes.values()]
-    return {"path": os.fspath(path), "format_version": integrity.FORMAT_VERSION,
-            "created": tree.nodes["/"].attrs.get("created"), "size": len(data),
-            "datasets": kinds.count("dataset"), "groups": kinds.count("group")}
+    return {
+        "path": os.fspath(path),
+        "format_version": integrity.FORMAT_VERSION,
+        "created": tree.nodes["/"].attrs.get("created"),
+        "size": len(data),
+        "datasets": kinds.count("dataset"),
+        "groups": kinds.count("group"),
+    }

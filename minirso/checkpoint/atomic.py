@@ -29,8 +29,17 @@ import re
 import secrets
 import shutil
 
-__all__ = ["replacing", "temporary_name", "remove_stale_temporaries", "fsync_file", "fsync_directory",
-           "previous_path", "keep_previous", "probe_writable", "remove_quietly"]
+__all__ = [
+    "replacing",
+    "temporary_name",
+    "remove_stale_temporaries",
+    "fsync_file",
+    "fsync_directory",
+    "previous_path",
+    "keep_previous",
+    "probe_writable",
+    "remove_quietly",
+]
 
 
 def temporary_name(path) -> str:

@@ -53,8 +53,10 @@ def write_value(w, path, value):
     for write, _ in KINDS.values():
         if write(w, path, value):
             return
-    raise TypeError(f"cannot store a {type(value).__name__} at {path}: use numbers, str, None, NumPy arrays, "
-                    "lists, tuples and dicts of those, or lists of flat dicts (tables)")
+    raise TypeError(
+        f"cannot store a {type(value).__name__} at {path}: use numbers, str, None, NumPy arrays, "
+        "lists, tuples and dicts of those, or lists of flat dicts (tables)"
+    )
 
 
 def read_value(tree, path):
@@ -258,8 +260,9 @@ def _scalar(kind, accepts, data, dtype_kind):
 
 write_none, read_none = _scalar("none", lambda v: v is None, lambda v: numpy.asarray(0, numpy.uint8), "u")
 write_bool, read_bool = _scalar("bool", lambda v: type(v) is bool, numpy.asarray, "b")
-write_int, read_int = _scalar("int", lambda v: type(v) is int and _INT64[0] <= v <= _INT64[1],
-                              lambda v: numpy.asarray(v, numpy.int64), "i")
+write_int, read_int = _scalar(
+    "int", lambda v: type(v) is int and _INT64[0] <= v <= _INT64[1], lambda v: numpy.asarray(v, numpy.int64), "i"
+)
 write_float, read_float = _scalar("float", lambda v: type(v) is float, lambda v: numpy.asarray(v, numpy.float64), "f")
 
 
@@ -334,8 +337,10 @@ def exact_json(value, what) -> str:
     except (TypeError, ValueError) as e:
         raise TypeError(f"cannot store {what}: {e}") from e
     if not _identical(json.loads(encoded), value):
-        raise TypeError(f"cannot store {what} exactly: JSON would change it (tuples, non-str keys, "
-                        "NumPy scalars?); convert it to lists, str keys and Python numbers")
+        raise TypeError(
+            f"cannot store {what} exactly: JSON would change it (tuples, non-str keys, "
+            "NumPy scalars?); convert it to lists, str keys and Python numbers"
+        )
     return encoded
 
 

@@ -31,8 +31,22 @@ import numpy
 
 from .errors import FILE_ERRORS, CheckpointError
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "HEADER_SIZE", "VERIFY_LEVELS", "Writer", "writing", "seal", "Tree",
-           "verified_tree", "read_bytes", "check_level", "fixed_text", "text_array", "digest"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "HEADER_SIZE",
+    "VERIFY_LEVELS",
+    "Writer",
+    "writing",
+    "seal",
+    "Tree",
+    "verified_tree",
+    "read_bytes",
+    "check_level",
+    "fixed_text",
+    "text_array",
+    "digest",
+]
 
 FORMAT = "minirso-checkpoint"
 FORMAT_VERSION = 1
@@ -152,9 +166,11 @@ def writing(tmp, root_attrs):
 
 def _header(size: int, sha256: str) -> bytes:
     """The 512-byte text header in the HDF5 user block (``head -c 512 run.h5`` shows it)."""
-    text = (f"{FORMAT} {FORMAT_VERSION}\nsize {size}\nsha256 {sha256}\n"
-            f"An HDF5 file follows this {HEADER_SIZE}-byte header: open it with h5py; "
-            "see minirso docs/checkpoint-format.md\n")
+    text = (
+        f"{FORMAT} {FORMAT_VERSION}\nsize {size}\nsha256 {sha256}\n"
+        f"An HDF5 file follows this {HEADER_SIZE}-byte header: open it with h5py; "
+        "see minirso docs/checkpoint-format.md\n"
+    )
     return text.encode("ascii").ljust(HEADER_SIZE, b"\0")
 
 
@@ -175,8 +191,10 @@ def seal(tmp):
 # ================================================================================================
 def check_level(verify):
     if verify not in VERIFY_LEVELS:
-        raise ValueError(f"verify must be 'all' (the whole file as saved) or 'data' (what minirso wrote; "
-                         f"attributes added later are accepted), got {verify!r}")
+        raise ValueError(
+            f"verify must be 'all' (the whole file as saved) or 'data' (what minirso wrote; "
+            f"attributes added later are accepted), got {verify!r}"
+        )
 
 
 def read_bytes(path) -> bytes:
@@ -228,11 +246,17 @@ def _check_header(data: bytes, path, whole_file: bool = True):
         if len(data) < len(magic) and magic.startswith(data):
             raise CheckpointError(path, f"truncated: only {len(data)} bytes")
         hdf5 = any(data[i : i + 8] == _HDF5_SIGNATURE for i in (0, 512, 1024, 2048))
-        raise CheckpointError(path, "not a minirso checkpoint (" + ("an HDF5 file without the minirso header)"
-                                                                    if hdf5 else "not an HDF5 file)"))
+        raise CheckpointError(
+            path,
+            "not a minirso checkpoint ("
+            + ("an HDF5 file without the minirso header)" if hdf5 else "not an HDF5 file)"),
+        )
     if int(m.group(1)) != FORMAT_VERSION:
-        raise CheckpointError(path, f"unknown format version {int(m.group(1))} (this minirso reads version "
-                                    f"{FORMAT_VERSION}; a newer minirso wrote it?)")
+        raise CheckpointError(
+            path,
+            f"unknown format version {int(m.group(1))} (this minirso reads version "
+            f"{FORMAT_VERSION}; a newer minirso wrote it?)",
+        )
     if len(data) < HEADER_SIZE:
         raise CheckpointError(path, f"truncated: only {len(data)} bytes, less than the {HEADER_SIZE}-byte header")
     m = re.match(rb"minirso-checkpoint 1\nsize (\d{1,20})\nsha256 ([0-9a-f]{64})\n", data)
@@ -371,6 +395,8 @@ def _added_problem(added) -> str:
     """The strict load's message for attributes minirso did not write: which, and how to accept them."""
     (p, name), more = added[0], len(added) - 1
     others = f" (and {more} more)" if more else ""
-    return (f"attribute {name!r} of {p}{others} was not written by minirso (added after saving, e.g. with h5py), "
-            "so the file is not byte for byte as saved; everything minirso wrote is intact: "
-            "load(path, verify=\"data\") or `minirso inspect --data-only` accepts added attributes")
+    return (
+        f"attribute {name!r} of {p}{others} was not written by minirso (added after saving, e.g. with h5py), "
+        "so the file is not byte for byte as saved; everything minirso wrote is intact: "
+        'load(path, verify="data") or `minirso inspect --data-only` accepts added attributes'
+    )

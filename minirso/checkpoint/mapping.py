@@ -74,8 +74,10 @@ def optimizer_state(optimizer):
     sd = optimizer.state_dict() if callable(getattr(optimizer, "state_dict", None)) else optimizer
     keys = {"type", "hyperparameters", "state"}
     if not isinstance(sd, dict) or set(sd) != keys:
-        raise TypeError(f"optimizer must be a minirso Optimizer or its state_dict() (a dict with keys "
-                        f"{sorted(keys)}), got {type(sd).__name__}")
+        raise TypeError(
+            f"optimizer must be a minirso Optimizer or its state_dict() (a dict with keys "
+            f"{sorted(keys)}), got {type(sd).__name__}"
+        )
     if not (isinstance(sd["type"], str) and plain_text(sd["type"])) or not isinstance(sd["state"], dict):
         raise TypeError("optimizer state_dict: 'type' must be a str and 'state' a dict")
     return sd
@@ -166,9 +168,11 @@ def decode(tree, path) -> Checkpoint:
     """The :class:`Checkpoint` held by a verified :class:`~minirso.checkpoint.integrity.Tree`."""
     optimizer = None
     if "/optimizer" in tree:
-        optimizer = {"type": text(tree.value("/optimizer/type")),
-                     "hyperparameters": json.loads(text(tree.value("/optimizer/hyperparameters.json"))),
-                     "state": read_value(tree, "/optimizer/state")}
+        optimizer = {
+            "type": text(tree.value("/optimizer/type")),
+            "hyperparameters": json.loads(text(tree.value("/optimizer/hyperparameters.json"))),
+            "state": read_value(tree, "/optimizer/state"),
+        }
     return Checkpoint(
         path=os.fspath(path),
         model=_read_model(tree, path),
@@ -194,8 +198,11 @@ def _read_model(tree, path) -> Sequential:
     for name, current in model.buffers().items():  # in place: same shape and dtype (checked by _tensor)
         current[...] = xp.asarray(_tensor(tree, path, name, current.shape, current.dtype))
     expected = {_model_path(n) for n in [g.name for g in model.param_groups] + list(model.buffers())}
-    extra = sorted(p for p, n in tree.nodes.items() if p.startswith("/model/") and n.type == "dataset"
-                   and p not in expected and p != "/model/architecture.json")
+    extra = sorted(
+        p
+        for p, n in tree.nodes.items()
+        if p.startswith("/model/") and n.type == "dataset" and p not in expected and p != "/model/architecture.json"
+    )
     if extra:
         raise CheckpointError(path, f"architecture mismatch: dataset {extra[0]} is not part of the architecture")
     return model.eval()  # loaded for inference: BatchNorm uses the saved running statistics (see Checkpoint)
@@ -207,6 +214,9 @@ def _tensor(tree, path, name, shape, dtype):
         raise CheckpointError(path, f"architecture mismatch: no dataset {p} for the architecture's {name}")
     a = numpy.asarray(tree.value(p))
     if a.shape != tuple(shape) or a.dtype != dtype:
-        raise CheckpointError(path, f"architecture mismatch: dataset {p} is {a.dtype} {a.shape}, the "
-                                    f"architecture needs {numpy.dtype(dtype)} {tuple(shape)}")
+        raise CheckpointError(
+            path,
+            f"architecture mismatch: dataset {p} is {a.dtype} {a.shape}, the "
+            f"architecture needs {numpy.dtype(dtype)} {tuple(shape)}",
+        )
     return a

@@ -46,9 +46,30 @@ from .cifar import load_cifar10
 from .dataset import Dataset, normalize
 from .download import MissingDataError, data_dir
 from .idx import DataError, md5sum, read_idx
-from .mnist import (BUNDLED_DIR, MNIST_TEST_MD5, bundled_mnist_split, load_fashion_mnist, load_mnist,
-                    load_mnist_or_bundled, load_mnist_test)
+from .mnist import (
+    BUNDLED_DIR,
+    MNIST_TEST_MD5,
+    bundled_mnist_split,
+    load_fashion_mnist,
+    load_mnist,
+    load_mnist_or_bundled,
+    load_mnist_test,
+)
 
-__all__ = ["DataError", "MissingDataError", "read_idx", "md5sum", "Dataset", "normalize", "data_dir",
-           "load_mnist", "load_fashion_mnist", "load_cifar10", "load_mnist_or_bundled",
-           "BUNDLED_DIR", "MNIST_TEST_MD5", "load_mnist_test", "bundled_mnist_split"]
+__all__ = [
+    "DataError",
+    "MissingDataError",
+    "read_idx",
+    "md5sum",
+    "Dataset",
+    "normalize",
+    "data_dir",
+    "load_mnist",
+    "load_fashion_mnist",
+    "load_cifar10",
+    "load_mnist_or_bundled",
+    "BUNDLED_DIR",
+    "MNIST_TEST_MD5",
+    "load_mnist_test",
+    "bundled_mnist_split",
+]

@@ -24,7 +24,8 @@ import zlib
 import numpy
 
 from . import download as _dl
-from .dataset import Dataset, normalize as _normalize
+from .dataset import Dataset
+from .dataset import normalize as _normalize
 from .idx import DataError
 
 __all__ = ["CIFAR10_ARCHIVE", "CIFAR10_ARCHIVE_MD5", "CIFAR10_BATCH_MD5", "CIFAR10_MIRRORS", "load_cifar10"]
@@ -58,12 +59,14 @@ def load_cifar10(data_dir=None, download: bool = True, normalize: bool = True) -
     folder = _dl.data_dir(data_dir) / "cifar-10"
     extracted = folder / CIFAR10_FOLDER
     if all((extracted / b).is_file() for b in CIFAR10_BATCH_MD5):
-        batches = {b: _verified(extracted / b, (extracted / b).read_bytes(), CIFAR10_BATCH_MD5[b])
-                   for b in CIFAR10_BATCH_MD5}
+        batches = {
+            b: _verified(extracted / b, (extracted / b).read_bytes(), CIFAR10_BATCH_MD5[b]) for b in CIFAR10_BATCH_MD5
+        }
         source = f"CIFAR-10 python batches in {extracted}, md5 verified"
     else:
-        paths, fetched = _dl.find_or_fetch("CIFAR-10", {CIFAR10_ARCHIVE: CIFAR10_ARCHIVE_MD5}, [folder],
-                                           CIFAR10_MIRRORS, download)
+        paths, fetched = _dl.find_or_fetch(
+            "CIFAR-10", {CIFAR10_ARCHIVE: CIFAR10_ARCHIVE_MD5}, [folder], CIFAR10_MIRRORS, download
+        )
         archive = paths[CIFAR10_ARCHIVE]
         batches = _read_archive(archive)
         source = f"CIFAR-10 python batches in {archive}, md5 verified"
@@ -116,11 +119,15 @@ def _parse_batch(where, raw: bytes):
         raise DataError(f"{where}: expected a dict with b'data' and b'labels', got {keys}")
     data, labels = batch[b"data"], numpy.asarray(batch[b"labels"])
     if not isinstance(data, numpy.ndarray) or data.dtype != numpy.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise DataError(f"{where}: b'data' is {getattr(data, 'shape', type(data).__name__)} "
-                        f"{getattr(data, 'dtype', '')}, expected uint8 (N, 3072)")
+        raise DataError(
+            f"{where}: b'data' is {getattr(data, 'shape', type(data).__name__)} "
+            f"{getattr(data, 'dtype', '')}, expected uint8 (N, 3072)"
+        )
     if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
-        raise DataError(f"{where}: b'labels' is {labels.shape} {labels.dtype} for {len(data)} images, "
-                        "expected one integer per image")
+        raise DataError(
+            f"{where}: b'labels' is {labels.shape} {labels.dtype} for {len(data)} images, "
+            "expected one integer per image"
+        )
     if len(labels) and not 0 <= labels.min() <= labels.max() <= 9:
         raise DataError(f"{where}: labels outside 0-9 (from {labels.min()} to {labels.max()})")
     return data.reshape(-1, 3, 32, 32), labels.astype(numpy.int64)

@@ -40,8 +40,10 @@ class Dataset:
                 check_labels(y, len(self.classes), f"Dataset {self.name!r} {split}")
 
     def __repr__(self) -> str:  # the default repr would print the arrays
-        return (f"Dataset({self.name!r}, train {self.x_train.shape} {self.x_train.dtype}, "
-                f"test {self.x_test.shape} {self.x_test.dtype}, source={self.source!r})")
+        return (
+            f"Dataset({self.name!r}, train {self.x_train.shape} {self.x_train.dtype}, "
+            f"test {self.x_test.shape} {self.x_test.dtype}, source={self.source!r})"
+        )
 
 
 def normalize(train: numpy.ndarray, test: numpy.ndarray, per_channel: bool):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from .idx import DataError
 
@@ -100,13 +100,22 @@ def fetch(name: str, urls: Sequence[str], directory, md5: str) -> tuple[pathlib.
         else:
             return target, url
     if corrupt:
-        raise DataError(f"{target}: download failed the checksum ({'; '.join(corrupt + unreachable)}); "
-                        "nothing was saved under that name")
+        raise DataError(
+            f"{target}: download failed the checksum ({'; '.join(corrupt + unreachable)}); "
+            "nothing was saved under that name"
+        )
     raise MissingDataError(f"{target}: cannot download ({'; '.join(unreachable)})")
 
 
-def find_or_fetch(title: str, files: Mapping[str, str], directories: Sequence, mirrors: Sequence[str],
-                  download: bool, *, plain_ok: bool = False) -> tuple[dict[str, pathlib.Path], list[str]]:
+def find_or_fetch(
+    title: str,
+    files: Mapping[str, str],
+    directories: Sequence,
+    mirrors: Sequence[str],
+    download: bool,
+    *,
+    plain_ok: bool = False,
+) -> tuple[dict[str, pathlib.Path], list[str]]:
     """Locate each of ``files`` (name -> published md5) in ``directories``; fetch the missing ones.
 
     ``directories[0]`` is where downloads go.  With ``plain_ok`` a ``name.gz``
@@ -143,6 +152,8 @@ def find_or_fetch(title: str, files: Mapping[str, str], directories: Sequence, m
 def _where(title, missing, directories, mirrors) -> str:
     """The part of a 'missing files' message that says what, where it was looked for, and where to get it."""
     also = f" (also looked in {', '.join(map(str, directories[1:]))})" if len(directories) > 1 else ""
-    return (f"missing {', '.join(missing)} in {directories[0]}{also}. Download them from "
-            f"{' or '.join(mirrors)} and put them in {directories[0]}, or point ${ENV_VAR} or data_dir= at a "
-            f"directory whose {directories[0].name}/ holds them")
+    return (
+        f"missing {', '.join(missing)} in {directories[0]}{also}. Download them from "
+        f"{' or '.join(mirrors)} and put them in {directories[0]}, or point ${ENV_VAR} or data_dir= at a "
+        f"directory whose {directories[0].name}/ holds them"
+    )

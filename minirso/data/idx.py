@@ -48,8 +48,7 @@ def read_idx(path, md5: str | None = None, *, content_md5: str | None = None) ->
     file_md5 = hashlib.md5(raw).hexdigest()
     file_ok = md5 is not None and file_md5 == md5
     if md5 is not None and not file_ok and content_md5 is None:
-        raise DataError(f"{path}: md5 {file_md5} does not match the published {md5} "
-                        "(truncated or corrupt download?)")
+        raise DataError(f"{path}: md5 {file_md5} does not match the published {md5} (truncated or corrupt download?)")
     if raw[:2] == b"\x1f\x8b":  # the gzip magic; without it the file is taken as plain IDX
         try:
             raw = gzip.decompress(raw)
@@ -57,8 +56,10 @@ def read_idx(path, md5: str | None = None, *, content_md5: str | None = None) ->
             raise DataError(f"{path}: truncated or damaged gzip stream ({e})") from None
     if content_md5 is not None and not file_ok and hashlib.md5(raw).hexdigest() != content_md5:
         file_part = f"md5 {file_md5} does not match the published {md5}, nor does " if md5 else ""
-        raise DataError(f"{path}: {file_part}the md5 {hashlib.md5(raw).hexdigest()} of its uncompressed "
-                        f"content match the published {content_md5} (truncated, corrupt or a different file?)")
+        raise DataError(
+            f"{path}: {file_part}the md5 {hashlib.md5(raw).hexdigest()} of its uncompressed "
+            f"content match the published {content_md5} (truncated, corrupt or a different file?)"
+        )
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _TYPES:
         raise DataError(f"{path}: not an IDX file (magic bytes {raw[:4].hex() or 'missing'})")
     ndim = raw[3]

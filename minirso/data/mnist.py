@@ -22,16 +22,29 @@ import pathlib
 import numpy
 
 from . import download as _dl
-from .dataset import Dataset, normalize as _normalize
+from .dataset import Dataset
+from .dataset import normalize as _normalize
 from .idx import DataError, read_idx
 
-__all__ = ["BUNDLED_DIR", "MNIST_TEST_MD5", "MNIST_FILES", "FASHION_MNIST_FILES", "FASHION_SYSTEM_DIRS",
-           "load_mnist", "load_fashion_mnist", "load_mnist_test", "bundled_mnist_split", "load_mnist_or_bundled"]
+__all__ = [
+    "BUNDLED_DIR",
+    "MNIST_TEST_MD5",
+    "MNIST_FILES",
+    "FASHION_MNIST_FILES",
+    "FASHION_SYSTEM_DIRS",
+    "load_mnist",
+    "load_fashion_mnist",
+    "load_mnist_test",
+    "bundled_mnist_split",
+    "load_mnist_or_bundled",
+]
 
 # Package data (pyproject.toml: [tool.setuptools.package-data]), found beside this module in every install.
 BUNDLED_DIR = pathlib.Path(__file__).resolve().parent / "bundled"
-MNIST_TEST_MD5 = {"t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-                  "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"}  # the published sums
+MNIST_TEST_MD5 = {
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}  # the published sums
 
 # name -> (md5 of the published .gz, md5 of its uncompressed content); the sums torchvision
 # and others publish.  The bundled t10k files match both columns.
@@ -48,16 +61,28 @@ FASHION_MNIST_FILES = {
     "t10k-labels-idx1-ubyte.gz": ("bb300cfdad3c16e7a12a480ee83cd310", "15d484375f8d13e6eb1aabb0c3f46965"),
 }
 # Copies of the original files (yann.lecun.com, their first host, no longer serves them reliably).
-MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/",
-                 "https://storage.googleapis.com/cvdf-datasets/mnist/")
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
 FASHION_MNIST_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
 # Where Debian's package dataset-fashion-mnist installs the files (re-compressed, so only the
 # content md5 matches).  Searched after the data directory.
 FASHION_SYSTEM_DIRS = (pathlib.Path("/usr/share/datasets/fashion-mnist"),)
 
 MNIST_CLASSES = tuple("0123456789")
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 def load_mnist(data_dir=None, download: bool = True, normalize: bool = True) -> Dataset:
@@ -68,8 +93,9 @@ def load_mnist(data_dir=None, download: bool = True, normalize: bool = True) -> 
     standard deviation), or uint8 0-255 with ``normalize=False``.
     """
     root = _dl.data_dir(data_dir)
-    return _load_idx_dataset("MNIST", "mnist", MNIST_FILES, [root / "mnist"], MNIST_MIRRORS,
-                             download, normalize, MNIST_CLASSES)
+    return _load_idx_dataset(
+        "MNIST", "mnist", MNIST_FILES, [root / "mnist"], MNIST_MIRRORS, download, normalize, MNIST_CLASSES
+    )
 
 
 def load_fashion_mnist(data_dir=None, download: bool = True, normalize: bool = True) -> Dataset:
@@ -81,8 +107,16 @@ def load_fashion_mnist(data_dir=None, download: bool = True, normalize: bool = T
     """
     root = _dl.data_dir(data_dir)
     dirs = [root / "fashion-mnist", *FASHION_SYSTEM_DIRS]
-    return _load_idx_dataset("Fashion-MNIST", "fashion-mnist", FASHION_MNIST_FILES, dirs, FASHION_MNIST_MIRRORS,
-                             download, normalize, FASHION_MNIST_CLASSES)
+    return _load_idx_dataset(
+        "Fashion-MNIST",
+        "fashion-mnist",
+        FASHION_MNIST_FILES,
+        dirs,
+        FASHION_MNIST_MIRRORS,
+        download,
+        normalize,
+        FASHION_MNIST_CLASSES,
+    )
 
 
 def _load_idx_dataset(title, name, files, directories, mirrors, download, normalize, classes) -> Dataset:
@@ -97,8 +131,9 @@ def _load_idx_dataset(title, name, files, directories, mirrors, download, normal
         if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != numpy.uint8:
             raise DataError(f"{where}: images have shape {images.shape} {images.dtype}, expected (N, 28, 28) uint8")
         if labels.shape != (len(images),) or (len(labels) and labels.max() >= len(classes)):
-            raise DataError(f"{where}: {labels.shape} labels for {len(images)} images, or a label "
-                            f"outside 0-{len(classes) - 1}")
+            raise DataError(
+                f"{where}: {labels.shape} labels for {len(images)} images, or a label outside 0-{len(classes) - 1}"
+            )
         parts += [images.reshape(-1, 1, 28, 28), labels.astype(numpy.int64)]
     x_train, y_train, x_test, y_test = parts
     if normalize:
@@ -116,8 +151,10 @@ def load_mnist_test(directory=BUNDLED_DIR):
     images = read_idx(d / "t10k-images-idx3-ubyte.gz", MNIST_TEST_MD5["t10k-images-idx3-ubyte.gz"])
     labels = read_idx(d / "t10k-labels-idx1-ubyte.gz", MNIST_TEST_MD5["t10k-labels-idx1-ubyte.gz"])
     if images.shape != (10000, 28, 28) or labels.shape != (10000,) or labels.max() > 9:
-        raise DataError(f"{d}: MNIST test files have shapes {images.shape} / {labels.shape}, expected "
-                        "(10000, 28, 28) / (10000,) with labels 0-9")
+        raise DataError(
+            f"{d}: MNIST test files have shapes {images.shape} / {labels.shape}, expected "
+            "(10000, 28, 28) / (10000,) with labels 0-9"
+        )
     return images, labels.astype(numpy.int64)
 
 
@@ -135,8 +172,9 @@ def bundled_mnist_split(n_train: int = 8000, directory=BUNDLED_DIR):
     return x[:n_train], labels[:n_train], x[n_train:], labels[n_train:]
 
 
-def load_mnist_or_bundled(data_dir=None, download: bool = False, n_train: int = 8000,
-                          normalize: bool = True) -> tuple[Dataset, str]:
+def load_mnist_or_bundled(
+    data_dir=None, download: bool = False, n_train: int = 8000, normalize: bool = True
+) -> tuple[Dataset, str]:
     """``(dataset, note)``: the full MNIST if it is under the data directory, else the bundled split.
 
     The fallback is the official MNIST test set shipped in :data:`BUNDLED_DIR`,
@@ -161,9 +199,14 @@ def load_mnist_or_bundled(data_dir=None, download: bool = False, n_train: int = 
         x_train, y_train, x_test, y_test = x[:n_train], labels[:n_train], x[n_train:], labels[n_train:]
     n_held = len(y_test)
     why = " (and could not be downloaded)" if download else ""
-    note = (f"full MNIST not found in {root / 'mnist'}{why}: using the bundled official MNIST test set split "
-            f"{n_train:,} train / {n_held:,} held-out")
-    source = (f"official MNIST test set bundled in {BUNDLED_DIR} (md5 verified): first {n_train:,} digits as "
-              f"train, last {n_held:,} as held-out test")
-    return Dataset(x_train, y_train, x_test, y_test, name="mnist-test-split", source=source,
-                   classes=MNIST_CLASSES), note
+    note = (
+        f"full MNIST not found in {root / 'mnist'}{why}: using the bundled official MNIST test set split "
+        f"{n_train:,} train / {n_held:,} held-out"
+    )
+    source = (
+        f"official MNIST test set bundled in {BUNDLED_DIR} (md5 verified): first {n_train:,} digits as "
+        f"train, last {n_held:,} as held-out test"
+    )
+    return Dataset(
+        x_train, y_train, x_test, y_test, name="mnist-test-split", source=source, classes=MNIST_CLASSES
+    ), note

@@ -41,12 +41,44 @@ results below 1.2e-38 flush to 0 on the GPU, on the fused and the plain path ali
 from __future__ import annotations
 
 from .build import Kernel, all_kernels, compute_capability, enabled, failures, status
-from .elementwise import (ELEMENTWISE, MOVE_OPERATION, MU_OPERATION, NORMAL_OPERATION, PHILOX_SOURCE,
-                          PROPOSAL_OPERATION, amc_move, amc_mu_update, amc_proposal, normal)
+from .elementwise import (
+    ELEMENTWISE,
+    MOVE_OPERATION,
+    MU_OPERATION,
+    NORMAL_OPERATION,
+    PHILOX_SOURCE,
+    PROPOSAL_OPERATION,
+    amc_move,
+    amc_mu_update,
+    amc_proposal,
+    normal,
+)
 from .mlp import MLP_MAX_WIDTH, MLP_SOURCE, MLP_THREADS, mlp_tail
 from .rnn import RNN_MIN_CAPABILITY, RNN_SOURCE, rnn_launch_shape, rnn_tanh
 
-__all__ = ["PHILOX_SOURCE", "PROPOSAL_OPERATION", "NORMAL_OPERATION", "MOVE_OPERATION", "MU_OPERATION",
-           "ELEMENTWISE", "RNN_SOURCE", "MLP_SOURCE", "RNN_MIN_CAPABILITY", "MLP_MAX_WIDTH", "MLP_THREADS",
-           "Kernel", "all_kernels", "failures", "enabled", "status", "compute_capability",
-           "normal", "amc_proposal", "amc_move", "amc_mu_update", "rnn_tanh", "rnn_launch_shape", "mlp_tail"]
+__all__ = [
+    "PHILOX_SOURCE",
+    "PROPOSAL_OPERATION",
+    "NORMAL_OPERATION",
+    "MOVE_OPERATION",
+    "MU_OPERATION",
+    "ELEMENTWISE",
+    "RNN_SOURCE",
+    "MLP_SOURCE",
+    "RNN_MIN_CAPABILITY",
+    "MLP_MAX_WIDTH",
+    "MLP_THREADS",
+    "Kernel",
+    "all_kernels",
+    "failures",
+    "enabled",
+    "status",
+    "compute_capability",
+    "normal",
+    "amc_proposal",
+    "amc_move",
+    "amc_mu_update",
+    "rnn_tanh",
+    "rnn_launch_shape",
+    "mlp_tail",
+]

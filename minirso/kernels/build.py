@@ -14,7 +14,7 @@ import importlib.resources
 import os
 import re
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy
 
@@ -23,7 +23,7 @@ __all__ = ["Kernel", "source", "define", "enabled", "status", "failures", "all_k
 _KERNELS: dict = {}  # name -> Kernel, in the order they were made
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def source(filename: str) -> str:
     """The text of ``filename`` (``philox.cuh``, ``rnn_tanh.cu``, ...), package data of ``minirso.kernels``."""
     return importlib.resources.files(__package__).joinpath(filename).read_text(encoding="utf-8")
@@ -62,8 +62,11 @@ class Kernel:
             return True, self.compiled(xp)(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - any failure of the optional fast path falls back to the plain one
             self.failed = f"{type(exc).__name__}: {exc}"
-            warnings.warn(f"minirso fused GPU kernel {self.name!r} failed ({self.failed}); using the plain array "
-                          f"code for it", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"minirso fused GPU kernel {self.name!r} failed ({self.failed}); using the plain array code for it",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             return False, None
 
     def __repr__(self):

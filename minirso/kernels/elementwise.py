@@ -21,16 +21,27 @@ import numpy
 from ..backend import get_array_module
 from .build import Kernel, source
 
-__all__ = ["PHILOX_SOURCE", "PROPOSAL_OPERATION", "NORMAL_OPERATION", "MOVE_OPERATION", "MU_OPERATION",
-           "ELEMENTWISE", "normal", "amc_proposal", "amc_move", "amc_mu_update"]
+__all__ = [
+    "PHILOX_SOURCE",
+    "PROPOSAL_OPERATION",
+    "NORMAL_OPERATION",
+    "MOVE_OPERATION",
+    "MU_OPERATION",
+    "ELEMENTWISE",
+    "normal",
+    "amc_proposal",
+    "amc_move",
+    "amc_mu_update",
+]
 
 PHILOX_SOURCE = source("philox.cuh")
 
 # The loop bodies (CuPy ElementwiseKernel syntax: i is the element's flat index; n and i are reserved
 # names there, so the row length is row_len).  Row k of a (K, row_len) output uses seed[k]: K aMC
 # chains in one launch; one chain is K = 1.
-PROPOSAL_OPERATION = ("eps = mu + (T)scale * (T)minirso_normal(seed, stream, "
-                      "offset + (unsigned long long)(i % row_len));")
+PROPOSAL_OPERATION = (
+    "eps = mu + (T)scale * (T)minirso_normal(seed, stream, offset + (unsigned long long)(i % row_len));"
+)
 NORMAL_OPERATION = "z = (T)minirso_normal(seed, stream, offset + (unsigned long long)i);"
 # aMC's whole move in one pass: the proposal, x kept for an exact restore on rejection, x' = x + eps
 MOVE_OPERATION = PROPOSAL_OPERATION + " saved = x; x = x + eps;"
@@ -53,12 +64,12 @@ class Elementwise(NamedTuple):
 _PROPOSAL_IN = "uint64 seed, uint64 stream, uint64 offset, int64 row_len"
 ELEMENTWISE = {
     "proposal": Elementwise(f"T mu, S scale, {_PROPOSAL_IN}", "T eps", PROPOSAL_OPERATION, PHILOX_SOURCE),
-    "proposal_scalar": Elementwise(f"T mu, float64 scale, {_PROPOSAL_IN}", "T eps", PROPOSAL_OPERATION,
-                                   PHILOX_SOURCE),
+    "proposal_scalar": Elementwise(f"T mu, float64 scale, {_PROPOSAL_IN}", "T eps", PROPOSAL_OPERATION, PHILOX_SOURCE),
     "normal": Elementwise("uint64 seed, uint64 stream, uint64 offset", "T z", NORMAL_OPERATION, PHILOX_SOURCE),
     "move": Elementwise(f"T mu, S scale, {_PROPOSAL_IN}", "T x, T saved, T eps", MOVE_OPERATION, PHILOX_SOURCE),
-    "move_scalar": Elementwise(f"T mu, float64 scale, {_PROPOSAL_IN}", "T x, T saved, T eps", MOVE_OPERATION,
-                               PHILOX_SOURCE),
+    "move_scalar": Elementwise(
+        f"T mu, float64 scale, {_PROPOSAL_IN}", "T x, T saved, T eps", MOVE_OPERATION, PHILOX_SOURCE
+    ),
     "mu_update": Elementwise("T eps, float64 epsilon", "T mu", MU_OPERATION, ""),
 }
 
@@ -69,8 +80,14 @@ def _maker(name: str):
     def make(xp):
         # no fused multiply-add: mu + scale * z rounds twice, as the array code does (an NVRTC flag; not on HIP)
         hip = getattr(getattr(getattr(xp, "cuda", None), "runtime", None), "is_hip", False)
-        return xp.ElementwiseKernel(spec.in_params, spec.out_params, spec.operation, f"minirso_{name}",
-                                    preamble=spec.preamble, options=() if hip else ("--fmad=false",))
+        return xp.ElementwiseKernel(
+            spec.in_params,
+            spec.out_params,
+            spec.operation,
+            f"minirso_{name}",
+            preamble=spec.preamble,
+            options=() if hip else ("--fmad=false",),
+        )
 
     return make
 
@@ -112,8 +129,7 @@ def amc_proposal(mu, scale, seed, stream: int, offset: int):
     xp = get_array_module(mu)
     seed = numpy.uint64(seed) if isinstance(seed, (int, numpy.integer)) else seed.astype(numpy.uint64, copy=False)
     kernel, scale = _scaled("proposal", scale)
-    ok, eps = kernel.launch(xp, mu, scale, seed, numpy.uint64(stream), numpy.uint64(offset),
-                            numpy.int64(mu.shape[-1]))
+    ok, eps = kernel.launch(xp, mu, scale, seed, numpy.uint64(stream), numpy.uint64(offset), numpy.int64(mu.shape[-1]))
     return eps if ok else None
 
 
@@ -127,8 +143,18 @@ def amc_move(x, saved, mu, scale, seed: int, stream: int, offset: int):
     xp = get_array_module(x)
     eps = xp.empty_like(mu)
     kernel, scale = _scaled("move", scale)
-    ok, _ = kernel.launch(xp, mu, scale, numpy.uint64(seed), numpy.uint64(stream), numpy.uint64(offset),
-                          numpy.int64(mu.shape[-1]), x, saved, eps)
+    ok, _ = kernel.launch(
+        xp,
+        mu,
+        scale,
+        numpy.uint64(seed),
+        numpy.uint64(stream),
+        numpy.uint64(offset),
+        numpy.int64(mu.shape[-1]),
+        x,
+        saved,
+        eps,
+    )
     # an ElementwiseKernel with several outputs returns them all as a tuple (CuPy's _kernel.pyx:
     # ``ret = tuple(out_args)`` when nout > 1): (x, saved, eps); eps was filled in place either way
     return eps if ok else None

@@ -46,8 +46,19 @@ def mlp_tail(z1, params, layout, labels, targets, softmax: bool, loss: int):
     # on this hot path, and no pointer of one type passed where the kernel declares another
     lab = layout if labels is None else xp.ascontiguousarray(labels, dtype=numpy.int64)
     tgt = z1 if targets is None else xp.ascontiguousarray(targets, dtype=numpy.float32)
-    args = (z1, params, layout, lab, tgt, partial, numpy.int32(n), numpy.int32(layout.shape[0]),
-            numpy.int32(bool(softmax)), numpy.int32(loss), numpy.int32(targets is not None))
+    args = (
+        z1,
+        params,
+        layout,
+        lab,
+        tgt,
+        partial,
+        numpy.int32(n),
+        numpy.int32(layout.shape[0]),
+        numpy.int32(bool(softmax)),
+        numpy.int32(loss),
+        numpy.int32(targets is not None),
+    )
     ok, _ = _KERNEL.launch(xp, (blocks,), (MLP_THREADS,), args, shared_mem=8 * MLP_THREADS)
     if not ok:
         return None

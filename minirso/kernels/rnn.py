@@ -63,9 +63,22 @@ def rnn_tanh(x_tm, w_ih, w_hh, bias, return_sequences: bool, record: bool):
     seq = xp.empty((t_len, n, hidden) if return_sequences else (1,), dtype=numpy.float32)
     last = xp.empty((n, hidden), dtype=numpy.float32)
     hh = xp.zeros(1, dtype=numpy.float64)
-    args = (x_tm, xp.ascontiguousarray(w_ih), xp.ascontiguousarray(w_hh), xp.ascontiguousarray(bias), seq, last, hh,
-            numpy.int32(t_len), numpy.int32(n), numpy.int32(i), numpy.int32(hidden), numpy.int32(s),
-            numpy.int32(bool(return_sequences)), numpy.int32(bool(record)))
+    args = (
+        x_tm,
+        xp.ascontiguousarray(w_ih),
+        xp.ascontiguousarray(w_hh),
+        xp.ascontiguousarray(bias),
+        seq,
+        last,
+        hh,
+        numpy.int32(t_len),
+        numpy.int32(n),
+        numpy.int32(i),
+        numpy.int32(hidden),
+        numpy.int32(s),
+        numpy.int32(bool(return_sequences)),
+        numpy.int32(bool(record)),
+    )
     ok, _ = _KERNEL.launch(xp, (blocks,), (threads,), args, shared_mem=shared)
     if not ok:
         return None

@@ -33,9 +33,14 @@ class Conv2d(Layer):
         self.bias = None  # (O,) view or None
 
     def config(self):
-        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
-                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
-                "padding": list(self.padding), "bias": self.use_bias}
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "bias": self.use_bias,
+        }
 
     def param_specs(self):
         kh, kw = self.kernel_size
@@ -49,8 +54,10 @@ class Conv2d(Layer):
         x = self._check(x, 4, f"(N, {self.in_channels}, H, W)", a1=self.in_channels)
         h, w = x.shape[2] + 2 * self.padding[0], x.shape[3] + 2 * self.padding[1]
         if h < self.kernel_size[0] or w < self.kernel_size[1]:
-            raise ValueError(f"{self._label()}: input {tuple(x.shape)} (padded {h}x{w}) is smaller than "
-                             f"the kernel {self.kernel_size}")
+            raise ValueError(
+                f"{self._label()}: input {tuple(x.shape)} (padded {h}x{w}) is smaller than "
+                f"the kernel {self.kernel_size}"
+            )
         if self.recording:
             xp = get_array_module(x)
             q = F.patch_sq_sum(x, self.kernel_size, self.stride, self.padding)  # (N, Ho, Wo)

@@ -62,8 +62,10 @@ def layer_type(name: str) -> type:
     if len(candidates) == 1:
         return candidates[0]
     if candidates:
-        raise ValueError(f"layer type {name!r} is ambiguous: {sorted(type_name(c) for c in candidates)} all have "
-                         "that class name; write the qualified name")
+        raise ValueError(
+            f"layer type {name!r} is ambiguous: {sorted(type_name(c) for c in candidates)} all have "
+            "that class name; write the qualified name"
+        )
     raise ValueError(f"unknown layer type {name!r}; known: {sorted(LAYER_TYPES)}")
 
 
@@ -102,7 +104,7 @@ class Layer:
         return {"type": type_name(type(self)), "name": self.name, "config": self.config()}
 
     @staticmethod
-    def from_dict(d: dict) -> "Layer":
+    def from_dict(d: dict) -> Layer:
         """Rebuild a layer from :meth:`to_dict` output (parameters are bound later by the model)."""
         cls = layer_type(d.get("type"))
         return cls._from_config(dict(d.get("config", {})), d.get("name"))
@@ -140,8 +142,10 @@ class Layer:
         ``sizes`` maps axis numbers (as ``a1=16``: axis 1 must have size 16) to required sizes.
         """
         if not (isinstance(x, numpy.ndarray) or type(x).__module__.startswith("cupy")):
-            raise ValueError(f"{self._label()}: expected a NumPy or CuPy array of shape {expect}, "
-                             f"got {type(x).__module__}.{type(x).__name__}")
+            raise ValueError(
+                f"{self._label()}: expected a NumPy or CuPy array of shape {expect}, "
+                f"got {type(x).__module__}.{type(x).__name__}"
+            )
         shape = x.shape
         ndims = (ndim,) if isinstance(ndim, int) else ndim
         bad_ndim = ndims is not None and len(shape) not in ndims

@@ -19,7 +19,9 @@ class _Pool2d(Layer):
         if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
             raise ValueError(f"{self._label()}: kernel_size and stride must be >= 1 and padding >= 0")
         if self.padding[0] * 2 > self.kernel_size[0] or self.padding[1] * 2 > self.kernel_size[1]:
-            raise ValueError(f"{self._label()}: padding {self.padding} must be at most half the kernel {self.kernel_size}")
+            raise ValueError(
+                f"{self._label()}: padding {self.padding} must be at most half the kernel {self.kernel_size}"
+            )
 
     def config(self):
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}

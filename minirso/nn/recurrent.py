@@ -32,13 +32,18 @@ class _Recurrent(Layer):
         self.return_sequences = bool(return_sequences)
 
     def config(self):
-        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
-                "return_sequences": self.return_sequences}
+        return {
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "return_sequences": self.return_sequences,
+        }
 
     def _matrices(self):
         g, h, i = self._gates, self.hidden_size, self.input_size
-        return [ParamSpec("weight_ih", (g * h, i), "weight", i + h, stat="h"),
-                ParamSpec("weight_hh", (g * h, h), "weight", i + h, stat="h")]
+        return [
+            ParamSpec("weight_ih", (g * h, i), "weight", i + h, stat="h"),
+            ParamSpec("weight_hh", (g * h, h), "weight", i + h, stat="h"),
+        ]
 
     def _input(self, x):
         return self._check(x, 3, f"(N, T, {self.input_size})", a2=self.input_size)
@@ -61,8 +66,9 @@ class RNN(_Recurrent):
         x_tm = x.transpose(1, 0, 2)  # (T, N, I), a view: step t's input is x_tm[t]
         fused = None
         if kernels.enabled(xp):  # GPU: all T steps in ONE launch, states on chip (minirso.kernels.rnn_tanh)
-            fused = kernels.rnn_tanh(x_tm, self.weight_ih, self.weight_hh, self.bias, self.return_sequences,
-                                     self.recording)
+            fused = kernels.rnn_tanh(
+                x_tm, self.weight_ih, self.weight_hh, self.bias, self.return_sequences, self.recording
+            )
         seq, h, hh_sum = fused if fused is not None else self._steps(x_tm)
         if self.recording:
             q = (x * x).sum(dtype=xp.float64) + hh_sum

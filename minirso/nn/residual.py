@@ -47,8 +47,11 @@ class Residual(Layer):
 
     @classmethod
     def _from_config(cls, config, name):
-        return cls([Layer.from_dict(d) for d in config["body"]],
-                   [Layer.from_dict(d) for d in config.get("shortcut", [])], name=name)
+        return cls(
+            [Layer.from_dict(d) for d in config["body"]],
+            [Layer.from_dict(d) for d in config.get("shortcut", [])],
+            name=name,
+        )
 
     def children(self):
         return self.body + self.shortcut
@@ -58,6 +61,8 @@ class Residual(Layer):
         y = _run(self.body, x)
         s = _run(self.shortcut, x)
         if y.shape != s.shape:
-            raise ValueError(f"{self._label()}: body output {tuple(y.shape)} and shortcut output "
-                             f"{tuple(s.shape)} differ; use a projection shortcut")
+            raise ValueError(
+                f"{self._label()}: body output {tuple(y.shape)} and shortcut output "
+                f"{tuple(s.shape)} differ; use a projection shortcut"
+            )
         return y + s

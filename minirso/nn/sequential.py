@@ -88,7 +88,7 @@ class Sequential:
                 raise ValueError(f"duplicate layer names in {scope}: {dup}")
 
     def _bind(self, views):
-        for (g, owner, spec), view in zip(self._bound, views):
+        for (_, owner, spec), view in zip(self._bound, views):
             setattr(owner, spec.name, view)
 
     # ---- structure -----------------------------------------------------------------------------
@@ -109,16 +109,23 @@ class Sequential:
     def architecture(self) -> dict:
         """JSON-able description: ``{"layers": [...], "seed", "init", "num_params"}``; see :meth:`from_architecture`."""
         init = self.init if isinstance(self.init, str) else list(self.init)
-        return {"layers": [l.to_dict() for l in self.layers], "seed": self.seed, "init": init,
-                "num_params": self.num_params}
+        return {
+            "layers": [l.to_dict() for l in self.layers],
+            "seed": self.seed,
+            "init": init,
+            "num_params": self.num_params,
+        }
 
     @classmethod
-    def from_architecture(cls, arch: dict) -> "Sequential":
+    def from_architecture(cls, arch: dict) -> Sequential:
         """Rebuild a model (freshly initialised with the recorded seed) from :meth:`architecture` output."""
-        model = cls([Layer.from_dict(d) for d in arch["layers"]], seed=arch.get("seed", 0),
-                    init=arch.get("init", "kaiming"))
+        model = cls(
+            [Layer.from_dict(d) for d in arch["layers"]], seed=arch.get("seed", 0), init=arch.get("init", "kaiming")
+        )
         if "num_params" in arch and model.num_params != arch["num_params"]:
-            raise ValueError(f"architecture says {arch['num_params']} parameters, the rebuilt model has {model.num_params}")
+            raise ValueError(
+                f"architecture says {arch['num_params']} parameters, the rebuilt model has {model.num_params}"
+            )
         return model
 
     def summary(self) -> str:
@@ -305,8 +312,10 @@ class Sequential:
             for i in range(0, max(n, 1), batch_size):  # (one empty chunk when x has no rows)
                 y = self.forward(_on(model_xp, x[i : i + batch_size]))
                 if y.ndim < 2:
-                    raise ValueError(f"predict: the model's output has shape {tuple(y.shape)}; it needs a class axis "
-                                     "(N, ..., classes)")
+                    raise ValueError(
+                        f"predict: the model's output has shape {tuple(y.shape)}; it needs a class axis "
+                        "(N, ..., classes)"
+                    )
                 y = finish(y)
                 if out is None:
                     out = model_xp.empty((n,) + y.shape[1:], dtype=y.dtype)  # (N, ...) on the model's backend

@@ -19,5 +19,21 @@ from .incremental import IncrementalEvaluator
 from .model_loss import ModelLoss
 from .rso import RSO, sweep_groups
 
-__all__ = ["Optimizer", "TrainableOptimizer", "RSO", "AMC", "Metropolis", "AMCChains", "ChainsLoss", "AMCCore", "AMCLoss", "MinibatchLoss",
-           "RecordingLoss", "CachedEvaluator", "IncrementalEvaluator", "ModelLoss", "sweep_groups", "reference"]
+__all__ = [
+    "Optimizer",
+    "TrainableOptimizer",
+    "RSO",
+    "AMC",
+    "Metropolis",
+    "AMCChains",
+    "ChainsLoss",
+    "AMCCore",
+    "AMCLoss",
+    "MinibatchLoss",
+    "RecordingLoss",
+    "CachedEvaluator",
+    "IncrementalEvaluator",
+    "ModelLoss",
+    "sweep_groups",
+    "reference",
+]

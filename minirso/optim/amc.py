@@ -44,19 +44,47 @@ class AMC(AMCCore):
     ``nonfinite`` (proposals whose loss was NaN or infinite: always rejected).
     """
 
-    def __init__(self, params, loss_fn, *, sigma0: float = 1e-3, epsilon: float = 0.0, n_s=100,
-                 signal_norm: bool = False, temperature: float = 0.0, decay: float = 0.95, seed: int = 0,
-                 batch_size: int | None = None, progressive: bool = False, progressive_threshold: float = 0.1):
+    def __init__(
+        self,
+        params,
+        loss_fn,
+        *,
+        sigma0: float = 1e-3,
+        epsilon: float = 0.0,
+        n_s=100,
+        signal_norm: bool = False,
+        temperature: float = 0.0,
+        decay: float = 0.95,
+        seed: int = 0,
+        batch_size: int | None = None,
+        progressive: bool = False,
+        progressive_threshold: float = 0.1,
+    ):
         check_params(params, rows=False)
-        settings = check_settings(sigma0=sigma0, epsilon=epsilon, n_s=n_s, decay=decay, temperature=temperature,
-                                  signal_norm=signal_norm, batch_size=batch_size, progressive=progressive,
-                                  progressive_threshold=progressive_threshold)
+        settings = check_settings(
+            sigma0=sigma0,
+            epsilon=epsilon,
+            n_s=n_s,
+            decay=decay,
+            temperature=temperature,
+            signal_norm=signal_norm,
+            batch_size=batch_size,
+            progressive=progressive,
+            progressive_threshold=progressive_threshold,
+        )
         super().__init__(params, loss_fn, (check_seed(seed),), settings)
         s = self.settings  # with the progressive start resolved
         self.hyperparameters = {
-            "sigma0": s.sigma0, "epsilon": s.epsilon, "n_s": s.n_s, "signal_norm": s.signal_norm,
-            "temperature": s.temperature, "decay": s.decay, "seed": self.seeds[0], "batch_size": s.batch_size,
-            "progressive": s.progressive, "progressive_threshold": s.progressive_threshold,
+            "sigma0": s.sigma0,
+            "epsilon": s.epsilon,
+            "n_s": s.n_s,
+            "signal_norm": s.signal_norm,
+            "temperature": s.temperature,
+            "decay": s.decay,
+            "seed": self.seeds[0],
+            "batch_size": s.batch_size,
+            "progressive": s.progressive,
+            "progressive_threshold": s.progressive_threshold,
         }
 
     @property
@@ -112,12 +140,19 @@ class AMC(AMCCore):
         f = self.loss_fn
         if self.loss is None:
             return math.nan
-        return per_sample(self.loss, getattr(f, "loss_fn", None),  # ModelLoss names its loss function
-                          lambda: int(f.rows.shape[0]) if f.rows is not None else f.num_samples)
+        return per_sample(
+            self.loss,
+            getattr(f, "loss_fn", None),  # ModelLoss names its loss function
+            lambda: int(f.rows.shape[0]) if f.rows is not None else f.num_samples,
+        )
 
     def report(self) -> dict:
-        return {"tried": self.step_count, "accepted": self.accepted, "batch_loss": self.batch_loss(),
-                "sigma": self.sigma}
+        return {
+            "tried": self.step_count,
+            "accepted": self.accepted,
+            "batch_loss": self.batch_loss(),
+            "sigma": self.sigma,
+        }
 
     def history_rows(self, every: int) -> list:
         """A "steps" row every ``every`` steps: ``{"step", "batch_loss", "sigma"}`` (the Trainer adds the rest)."""
@@ -133,7 +168,24 @@ class Metropolis(AMC):
     loss does not increase (T = 0) or with probability exp(-dU/T).
     """
 
-    def __init__(self, params, loss_fn, *, sigma: float = 1e-3, temperature: float = 0.0, seed: int = 0,
-                 batch_size: int | None = None):
-        super().__init__(params, loss_fn, sigma0=sigma, epsilon=0.0, n_s=math.inf, signal_norm=False,
-                         temperature=temperature, seed=seed, batch_size=batch_size)
+    def __init__(
+        self,
+        params,
+        loss_fn,
+        *,
+        sigma: float = 1e-3,
+        temperature: float = 0.0,
+        seed: int = 0,
+        batch_size: int | None = None,
+    ):
+        super().__init__(
+            params,
+            loss_fn,
+            sigma0=sigma,
+            epsilon=0.0,
+            n_s=math.inf,
+            signal_norm=False,
+            temperature=temperature,
+            seed=seed,
+            batch_size=batch_size,
+        )

@@ -68,8 +68,18 @@ class Settings:
     progressive_threshold: float = 0.1
 
 
-def check_settings(*, sigma0, epsilon, n_s, decay, temperature=0.0, signal_norm=False, batch_size=None,
-                   progressive=False, progressive_threshold=0.1) -> Settings:
+def check_settings(
+    *,
+    sigma0,
+    epsilon,
+    n_s,
+    decay,
+    temperature=0.0,
+    signal_norm=False,
+    batch_size=None,
+    progressive=False,
+    progressive_threshold=0.1,
+) -> Settings:
     """The one validation of aMC's hyperparameters: :class:`Settings`, or ValueError naming the bad one.
 
     Python and NumPy numbers are accepted alike (``numpy.float32(0.01)`` is an epsilon).
@@ -81,12 +91,17 @@ def check_settings(*, sigma0, epsilon, n_s, decay, temperature=0.0, signal_norm=
     decay = check_positive("decay", decay)
     if decay >= 1:
         raise ValueError(f"decay must be in (0, 1), got {decay!r}")
-    return Settings(sigma0=sigma0, epsilon=float(epsilon), n_s=n_s, decay=decay,
-                    temperature=check_positive("temperature", temperature, allow_zero=True),
-                    signal_norm=bool(signal_norm),
-                    batch_size=None if batch_size is None else check_int("batch_size", batch_size, 1),
-                    progressive=bool(progressive),
-                    progressive_threshold=check_positive("progressive_threshold", progressive_threshold))
+    return Settings(
+        sigma0=sigma0,
+        epsilon=float(epsilon),
+        n_s=n_s,
+        decay=decay,
+        temperature=check_positive("temperature", temperature, allow_zero=True),
+        signal_norm=bool(signal_norm),
+        batch_size=None if batch_size is None else check_int("batch_size", batch_size, 1),
+        progressive=bool(progressive),
+        progressive_threshold=check_positive("progressive_threshold", progressive_threshold),
+    )
 
 
 @dataclass
@@ -102,8 +117,9 @@ class RowState:
 
     @classmethod
     def start(cls, k: int, sigma0: float) -> RowState:
-        return cls(numpy.full(k, sigma0), numpy.zeros(k, numpy.int64), None,
-                   *(numpy.zeros(k, numpy.int64) for _ in range(3)))
+        return cls(
+            numpy.full(k, sigma0), numpy.zeros(k, numpy.int64), None, *(numpy.zeros(k, numpy.int64) for _ in range(3))
+        )
 
 
 def after_decisions(xp, accept, n_cr, sigma, settings: Settings):
@@ -116,10 +132,14 @@ def after_decisions(xp, accept, n_cr, sigma, settings: Settings):
 def check_params(params, rows: bool):
     """``params`` as one flat floating-point buffer (P,) or, with ``rows``, a (K, P) array; else ValueError."""
     if getattr(params, "ndim", None) != (2 if rows else 1) or params.dtype.kind != "f":
-        kind = "a (K, P) floating-point array (one row per chain)" if rows else \
-            "a 1-D floating-point array (the flat buffer)"
-        raise ValueError(f"params must be {kind}, got {getattr(params, 'shape', type(params))} "
-                         f"{getattr(params, 'dtype', '')}")
+        kind = (
+            "a (K, P) floating-point array (one row per chain)"
+            if rows
+            else "a 1-D floating-point array (the flat buffer)"
+        )
+        raise ValueError(
+            f"params must be {kind}, got {getattr(params, 'shape', type(params))} {getattr(params, 'dtype', '')}"
+        )
     return params
 
 
@@ -199,8 +219,9 @@ class AMCCore(Optimizer):
         """``x <- x + eps`` in every row, keeping x in ``_saved`` (an exact restore on rejection); returns eps."""
         p = self.params
         if self.chains == 1 and kernels.enabled(get_array_module(p)):  # GPU: draw, copy and add in ONE pass
-            eps = kernels.amc_move(p, self._saved, self.mu, self._scale(), self.seeds[0], STREAM_PROPOSAL,
-                                   step * p.shape[-1])
+            eps = kernels.amc_move(
+                p, self._saved, self.mu, self._scale(), self.seeds[0], STREAM_PROPOSAL, step * p.shape[-1]
+            )
             if eps is not None:
                 return eps
         eps = self.proposal(step)
@@ -261,8 +282,12 @@ class AMCCore(Optimizer):
         self._apply(accept, reset, eps, u1_dev)
         if self.chains == 1 and accept[0]:
             self.lam, err = lam1, err1
-        if s.progressive and err is not None and err < s.progressive_threshold \
-                and self.batch < self.loss_fn.num_samples:
+        if (
+            s.progressive
+            and err is not None
+            and err < s.progressive_threshold
+            and self.batch < self.loss_fn.num_samples
+        ):
             self.batch = min(2 * self.batch, self.loss_fn.num_samples)  # sec. II F: double, then reset
             rows.sigma[:], rows.n_cr[:] = s.sigma0, 0
             self.mu[...] = 0
@@ -299,10 +324,17 @@ class AMCCore(Optimizer):
         nothing to the device.  The host copy stays the state; both take the same decisions from the same U."""
         if self._dev is None:
             rows = self.per_row
-            u0 = numpy.full(self.chains, numpy.inf) if rows.loss is None else \
-                numpy.where(numpy.isfinite(rows.loss), rows.loss, numpy.inf)
-            self._dev = {"seeds": xp.asarray(numpy.array(self.seeds, dtype=numpy.uint64)[:, None]),
-                         "sigma": xp.asarray(rows.sigma), "n_cr": xp.asarray(rows.n_cr), "u0": xp.asarray(u0)}
+            u0 = (
+                numpy.full(self.chains, numpy.inf)
+                if rows.loss is None
+                else numpy.where(numpy.isfinite(rows.loss), rows.loss, numpy.inf)
+            )
+            self._dev = {
+                "seeds": xp.asarray(numpy.array(self.seeds, dtype=numpy.uint64)[:, None]),
+                "sigma": xp.asarray(rows.sigma),
+                "n_cr": xp.asarray(rows.n_cr),
+                "u0": xp.asarray(u0),
+            }
         return self._dev
 
     def run(self, steps: int, callback=None) -> dict:
@@ -322,15 +354,31 @@ class AMCCore(Optimizer):
         r, k = self.per_row, self.chains
         loss = numpy.full(k, numpy.nan) if r.loss is None else r.loss
         if self.params.ndim == 2:
-            return {"sigma": r.sigma, "mu": self.mu, "n_cr": r.n_cr, "loss": loss, "has_loss": r.loss is not None,
-                    "step_count": self.step_count, "accepted": r.accepted, "rejected": r.rejected,
-                    "nonfinite": r.nonfinite}
-        return {"sigma": float(r.sigma[0]), "mu": self.mu, "n_cr": int(r.n_cr[0]), "loss": float(loss[0]),
+            return {
+                "sigma": r.sigma,
+                "mu": self.mu,
+                "n_cr": r.n_cr,
+                "loss": loss,
                 "has_loss": r.loss is not None,
-                "lam": self.lam if self.lam is not None else numpy.zeros(0, numpy.float32),
-                "has_lam": self.lam is not None, "step_count": self.step_count,
-                "batch": 0 if self.batch is None else self.batch, "accepted": int(r.accepted[0]),
-                "rejected": int(r.rejected[0]), "nonfinite": int(r.nonfinite[0])}
+                "step_count": self.step_count,
+                "accepted": r.accepted,
+                "rejected": r.rejected,
+                "nonfinite": r.nonfinite,
+            }
+        return {
+            "sigma": float(r.sigma[0]),
+            "mu": self.mu,
+            "n_cr": int(r.n_cr[0]),
+            "loss": float(loss[0]),
+            "has_loss": r.loss is not None,
+            "lam": self.lam if self.lam is not None else numpy.zeros(0, numpy.float32),
+            "has_lam": self.lam is not None,
+            "step_count": self.step_count,
+            "batch": 0 if self.batch is None else self.batch,
+            "accepted": int(r.accepted[0]),
+            "rejected": int(r.rejected[0]),
+            "nonfinite": int(r.nonfinite[0]),
+        }
 
     def _set_state(self, s):
         if numpy.shape(s["mu"]) != tuple(self.params.shape):
@@ -344,9 +392,12 @@ class AMCCore(Optimizer):
         def rows(name, dtype):
             return numpy.array(s[name], dtype=dtype).reshape(k)
 
-        self.per_row = RowState(rows("sigma", numpy.float64), rows("n_cr", numpy.int64),
-                                rows("loss", numpy.float64) if bool(s["has_loss"]) else None,
-                                *(rows(n, numpy.int64) for n in ("accepted", "rejected", "nonfinite")))
+        self.per_row = RowState(
+            rows("sigma", numpy.float64),
+            rows("n_cr", numpy.int64),
+            rows("loss", numpy.float64) if bool(s["has_loss"]) else None,
+            *(rows(n, numpy.int64) for n in ("accepted", "rejected", "nonfinite")),
+        )
         xp, dtype = get_array_module(self.params), self.params.dtype
         self.mu = xp.asarray(numpy.asarray(s["mu"]), dtype=dtype)  # host -> device: once, on a restore
         self.step_count = int(s["step_count"])

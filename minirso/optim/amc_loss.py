@@ -70,9 +70,14 @@ class RecordingLoss(AMCLoss, Protocol):
 def require(loss, protocol, setting: str):
     """``loss``, or ValueError: ``setting`` (e.g. ``"signal_norm=True"``) needs a loss implementing ``protocol``."""
     if not isinstance(loss, protocol):
-        needs = [n for n in ("__call__", "num_samples", "select", "configure", "lambdas", "last_error")
-                 if hasattr(protocol, n)]
-        raise ValueError(f"{setting} needs a loss with {', '.join(needs)} (minirso.optim.amc_loss."
-                         f"{protocol.__name__}), e.g. minirso.optim.ModelLoss; {type(loss).__name__} lacks "
-                         f"{', '.join(n for n in needs if not hasattr(loss, n))}")
+        needs = [
+            n
+            for n in ("__call__", "num_samples", "select", "configure", "lambdas", "last_error")
+            if hasattr(protocol, n)
+        ]
+        raise ValueError(
+            f"{setting} needs a loss with {', '.join(needs)} (minirso.optim.amc_loss."
+            f"{protocol.__name__}), e.g. minirso.optim.ModelLoss; {type(loss).__name__} lacks "
+            f"{', '.join(n for n in needs if not hasattr(loss, n))}"
+        )
     return loss

@@ -30,8 +30,7 @@ import numpy
 from ..backend import get_array_module, to_numpy
 from ..losses import LOSSES
 
-__all__ = ["Optimizer", "TrainableOptimizer", "per_sample", "check_positive", "check_choice", "check_int",
-           "check_seed"]
+__all__ = ["Optimizer", "TrainableOptimizer", "per_sample", "check_positive", "check_choice", "check_int", "check_seed"]
 
 
 @runtime_checkable
@@ -189,8 +188,10 @@ class Optimizer:
             if k in self.extendable and isinstance(saved[k], numbers.Integral) and v != saved[k]:
                 if v > saved[k]:
                     continue  # the run is extended: this optimizer's (larger) value holds from now on
-                raise ValueError(f"hyperparameter {k!r} is {saved[k]!r} in the state_dict, {v!r} in this optimizer: "
-                                 f"a run can be extended on load (a larger {k}), not shortened")
+                raise ValueError(
+                    f"hyperparameter {k!r} is {saved[k]!r} in the state_dict, {v!r} in this optimizer: "
+                    f"a run can be extended on load (a larger {k}), not shortened"
+                )
             if not _same(saved[k], v):
                 raise ValueError(f"hyperparameter {k!r} differs: state_dict has {saved[k]!r}, this optimizer {v!r}")
         extra = sorted(set(saved) - set(self.hyperparameters))

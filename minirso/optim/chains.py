@@ -63,8 +63,10 @@ class ChainsLoss:
             raise ValueError(f"ChainsLoss: x has {x.shape[0]} samples but y has {y.shape[0]}")
         for name, layer, _ in model.named_layers():
             if not isinstance(layer, _SUPPORTED):
-                raise ValueError(f"ChainsLoss: layer {name!r} ({type(layer).__name__}) has no batched-chains "
-                                 f"forward; supported: {', '.join(c.__name__ for c in _SUPPORTED)}")
+                raise ValueError(
+                    f"ChainsLoss: layer {name!r} ({type(layer).__name__}) has no batched-chains "
+                    f"forward; supported: {', '.join(c.__name__ for c in _SUPPORTED)}"
+                )
         self.model, self.x, self.y = model, x, y
         self.loss_name, self.loss_fn = resolve_loss(loss)
         check_class_labels(model, x, y, self.loss_name, "ChainsLoss")
@@ -151,8 +153,9 @@ class AMCChains(AMCCore):
     takes itself from the same losses: nothing is copied to the device per step.
     """
 
-    def __init__(self, params, loss_fn, *, seeds=0, sigma0: float = 1e-3, epsilon: float = 0.0, n_s=100,
-                 decay: float = 0.95):
+    def __init__(
+        self, params, loss_fn, *, seeds=0, sigma0: float = 1e-3, epsilon: float = 0.0, n_s=100, decay: float = 0.95
+    ):
         k = check_params(params, rows=True).shape[0]
         if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
             seeds = [int(seeds) + c for c in range(k)]
@@ -163,9 +166,14 @@ class AMCChains(AMCCore):
             raise ValueError("seeds must differ: chains with one seed draw the same proposals")
         settings = check_settings(sigma0=sigma0, epsilon=epsilon, n_s=n_s, decay=decay)
         super().__init__(params, loss_fn, seeds, settings)
-        self.hyperparameters = {"chains": k, "seeds": list(self.seeds),  # a list: a checkpoint's JSON keeps it
-                                "sigma0": settings.sigma0, "epsilon": settings.epsilon, "n_s": settings.n_s,
-                                "decay": settings.decay}
+        self.hyperparameters = {
+            "chains": k,
+            "seeds": list(self.seeds),  # a list: a checkpoint's JSON keeps it
+            "sigma0": settings.sigma0,
+            "epsilon": settings.epsilon,
+            "n_s": settings.n_s,
+            "decay": settings.decay,
+        }
 
     # the per-chain numbers (K,) on the host
     @property
@@ -224,8 +232,12 @@ class AMCChains(AMCCore):
 
     def report(self) -> dict:
         """Counts over all chains (``tried``: K per step); ``sigma``: the best chain's."""
-        return {"tried": self.step_count * self.chains, "accepted": int(self.accepted.sum()),
-                "batch_loss": self.batch_loss(), "sigma": float(self.sigma[self.best()])}
+        return {
+            "tried": self.step_count * self.chains,
+            "accepted": int(self.accepted.sum()),
+            "batch_loss": self.batch_loss(),
+            "sigma": float(self.sigma[self.best()]),
+        }
 
     def history_rows(self, every: int) -> list:
         """A "steps" row every ``every`` steps: the best chain's ``batch_loss`` and ``sigma``, its index ``best``."""
@@ -241,8 +253,9 @@ class AMCChains(AMCCore):
 
     def _set_state(self, s):
         if numpy.shape(s["params"]) != tuple(self.params.shape):
-            raise ValueError(f"state_dict params has shape {numpy.shape(s['params'])}, "
-                             f"expected {tuple(self.params.shape)}")
+            raise ValueError(
+                f"state_dict params has shape {numpy.shape(s['params'])}, expected {tuple(self.params.shape)}"
+            )
         super()._set_state(s)
         self.params[...] = self._device(s["params"], self.params)  # in place: the caller's array is the chains'
 

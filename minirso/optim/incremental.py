@@ -38,7 +38,16 @@ import numpy
 
 from ..backend import get_array_module, to_numpy
 from ..nn import (
-    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dense, GlobalAvgPool2d, GlobalMaxPool2d, MaxPool2d, ReLU, Tanh,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dense,
+    GlobalAvgPool2d,
+    GlobalMaxPool2d,
+    MaxPool2d,
+    ReLU,
+    Tanh,
 )
 from ..nn import functional as F
 from .evaluate import CachedEvaluator
@@ -133,8 +142,15 @@ class IncrementalEvaluator(CachedEvaluator):
                 trail = self._candidate(acts, target, w, v)
                 out[k] = float(self.loss_fn(trail[-1][1], yb))  # host sync
             trails.append(trail)
-        self._kept = {"rows": rows_h, "params": params.copy(), "i": i, "values": values, "acts": acts,
-                      "trails": trails, "losses": out}
+        self._kept = {
+            "rows": rows_h,
+            "params": params.copy(),
+            "i": i,
+            "values": values,
+            "acts": acts,
+            "trails": trails,
+            "losses": out,
+        }
         return out
 
     # ---- pieces --------------------------------------------------------------------------------
@@ -229,7 +245,9 @@ class IncrementalEvaluator(CachedEvaluator):
 
     @staticmethod
     def _conv_window(conv, x, idx):
-        """``x_pad[:, c, u + s i, v + s j]`` over output positions (i, j): what w[o, c, u, v] multiplies. (N, 1, Ho, Wo)"""
+        """``x_pad[:, c, u + s i, v + s j]`` over output positions (i, j): what w[o, c, u, v] multiplies.
+
+        Shape (N, 1, Ho, Wo)."""
         _, c, u, v = (int(t) for t in idx)
         ph, pw = conv.padding
         sh, sw = conv.stride

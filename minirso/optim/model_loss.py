@@ -127,8 +127,13 @@ class ModelLoss:
             labels = y
         elif code == 0 and y.size == x.shape[0] * out_width:
             targets = y.reshape(x.shape[0], out_width)
-        if (labels is None and targets is None) or x.ndim != 2 or x.dtype != numpy.float32 \
-                or x.shape[1] != first.in_features or y.shape[0] != x.shape[0]:
+        if (
+            (labels is None and targets is None)
+            or x.ndim != 2
+            or x.dtype != numpy.float32
+            or x.shape[1] != first.in_features
+            or y.shape[0] != x.shape[0]
+        ):
             return None  # the plain path handles (or reports) anything else
         z1 = x @ first.weight.T  # (N, W1): the product Dense.forward makes
         total = kernels.mlp_tail(z1, self.model.params, layout, labels, targets, softmax, code)
@@ -140,8 +145,9 @@ class ModelLoss:
     def lambdas(self):
         """lambda_i (aMC eq. 18) from the statistics of the last evaluation, aligned with ``model.params``."""
         if not self.signal_stats:
-            raise RuntimeError("ModelLoss.lambdas(): configure(signal_stats=True) before evaluating "
-                               "(AMC(signal_norm=True) does this)")
+            raise RuntimeError(
+                "ModelLoss.lambdas(): configure(signal_stats=True) before evaluating (AMC(signal_norm=True) does this)"
+            )
         return self.model.signal_norm_lambda()
 
 
@@ -169,7 +175,14 @@ def mlp_layout(model):
         if i + 1 < len(layers) and isinstance(layers[i + 1], (Tanh, ReLU)):
             act = 1 if isinstance(layers[i + 1], Tanh) else 2
             i += 1
-        rows.append([start[f"{layer.name}.weight"], start.get(f"{layer.name}.bias", -1), layer.in_features,
-                     layer.out_features, act])
+        rows.append(
+            [
+                start[f"{layer.name}.weight"],
+                start.get(f"{layer.name}.bias", -1),
+                layer.in_features,
+                layer.out_features,
+                act,
+            ]
+        )
         i += 1
     return (numpy.array(rows, dtype=numpy.int64), softmax) if rows else None

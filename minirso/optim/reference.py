@@ -50,9 +50,23 @@ def anneal_factor(recipe: str, anneal: float, cycle: int, cycles: int) -> float:
     return 1.0 if cycles == 1 else anneal + (1.0 - anneal) * (cycles - 1 - cycle) / (cycles - 1)
 
 
-def rso_reference(model, x, y, cycles: int, batch_size: int, *, seed: int = 0, recipe: str = "authors",
-                  anneal: float = 0.1, norm_sigma: float = 0.167, weight_decay: float = 1e-4, bn_rows: int = 2000,
-                  loss="cross_entropy", chunk_size: int = 2000, factors=None) -> list:
+def rso_reference(
+    model,
+    x,
+    y,
+    cycles: int,
+    batch_size: int,
+    *,
+    seed: int = 0,
+    recipe: str = "authors",
+    anneal: float = 0.1,
+    norm_sigma: float = 0.167,
+    weight_decay: float = 1e-4,
+    bn_rows: int = 2000,
+    loss="cross_entropy",
+    chunk_size: int = 2000,
+    factors=None,
+) -> list:
     """Algorithm 1 of the RSO paper on ``model`` (trained in place); returns the decisions in visiting order.
 
     Per cycle c of C, per tensor W_d in sweep order (last layer first; after a conv its BatchNorm's beta,
@@ -132,9 +146,21 @@ def rso_reference(model, x, y, cycles: int, batch_size: int, *, seed: int = 0, r
     return decisions
 
 
-def amc_reference(loss, params, steps: int, *, sigma0: float, epsilon: float = 0.0, n_s=math.inf,
-                  decay: float = 0.95, temperature: float = 0.0, seed: int = 0, lambdas=None,
-                  batch_size: int | None = None, num_samples: int | None = None):
+def amc_reference(
+    loss,
+    params,
+    steps: int,
+    *,
+    sigma0: float,
+    epsilon: float = 0.0,
+    n_s=math.inf,
+    decay: float = 0.95,
+    temperature: float = 0.0,
+    seed: int = 0,
+    lambdas=None,
+    batch_size: int | None = None,
+    num_samples: int | None = None,
+):
     """aMC (sec. III A) for ``steps`` moves of the flat array ``params`` (moved in place); returns ``(infos, mu)``.
 
     ``loss(x, rows)``: U(x) on the rows ``rows`` of the data (``None``: all of it, batch learning).

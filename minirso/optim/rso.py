@@ -165,12 +165,34 @@ class RSO(Optimizer):
 
     extendable = ("cycles",)
 
-    def __init__(self, model, x, y, *, cycles: int, batch_size: int = 5000, anneal: float = 0.1,
-                 sigma="kaiming", norm_sigma: float = 0.167, direction: str = "backward", order: str = "output",
-                 sampling: str = "contiguous", shared_batch: bool = True, recipe: str = "authors",
-                 weight_decay: float = 1e-4, bn_rows: int = 2000, loss="cross_entropy", level: str = "weight",
-                 joint_scale: float = 0.1, parallel=None,
-                 trials_per_batch: int = 1, seed: int = 0, cache_chunk: int = 2000, evaluator=None, callback=None):
+    def __init__(
+        self,
+        model,
+        x,
+        y,
+        *,
+        cycles: int,
+        batch_size: int = 5000,
+        anneal: float = 0.1,
+        sigma="kaiming",
+        norm_sigma: float = 0.167,
+        direction: str = "backward",
+        order: str = "output",
+        sampling: str = "contiguous",
+        shared_batch: bool = True,
+        recipe: str = "authors",
+        weight_decay: float = 1e-4,
+        bn_rows: int = 2000,
+        loss="cross_entropy",
+        level: str = "weight",
+        joint_scale: float = 0.1,
+        parallel=None,
+        trials_per_batch: int = 1,
+        seed: int = 0,
+        cache_chunk: int = 2000,
+        evaluator=None,
+        callback=None,
+    ):
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"RSO: x has {x.shape[0]} samples but y has {y.shape[0]}")
         n = int(x.shape[0])
@@ -204,14 +226,25 @@ class RSO(Optimizer):
         check_class_labels(model, x, y, getattr(self.evaluator, "loss_name", "custom"), "RSO")
         self.callback = callback
         self.hyperparameters = {
-            "cycles": cycles, "batch_size": batch_size, "anneal": anneal, "sigma": sigma,
-            "norm_sigma": check_positive("norm_sigma", norm_sigma), "direction": direction, "order": order,
-            "sampling": sampling, "shared_batch": bool(shared_batch), "recipe": recipe,
-            "weight_decay": weight_decay, "bn_rows": bn_rows,
-            "loss": getattr(self.evaluator, "loss_name", "custom"), "level": level,
-            "joint_scale": check_positive("joint_scale", joint_scale), "parallel": parallel,
+            "cycles": cycles,
+            "batch_size": batch_size,
+            "anneal": anneal,
+            "sigma": sigma,
+            "norm_sigma": check_positive("norm_sigma", norm_sigma),
+            "direction": direction,
+            "order": order,
+            "sampling": sampling,
+            "shared_batch": bool(shared_batch),
+            "recipe": recipe,
+            "weight_decay": weight_decay,
+            "bn_rows": bn_rows,
+            "loss": getattr(self.evaluator, "loss_name", "custom"),
+            "level": level,
+            "joint_scale": check_positive("joint_scale", joint_scale),
+            "parallel": parallel,
             "trials_per_batch": trials_per_batch,
-            "seed": check_seed(seed), "cache_chunk": cache_chunk,
+            "seed": check_seed(seed),
+            "cache_chunk": cache_chunk,
         }
         self.plan = Schedule(model, self.hyperparameters, n)  # the units, sigmas, rows and normals (rso_schedule)
         self.records = []  # in memory only (see the class docstring)
@@ -283,9 +316,13 @@ class RSO(Optimizer):
         st, u = self._stats, self.units[self.unit]
         last = self.cycle - (self.cycle > 0 and self.unit == 0 and self.pos == 0)
         loss = st["loss_sum"] / st["loss_count"] if st["loss_count"] else math.nan
-        return {"tried": self.trial, "accepted": self.accepted, "sigma": self.sigma_factor(last),
-                "batch_loss": loss * self._per_sample,
-                "part": (u.name, self.pos, u.trials)}
+        return {
+            "tried": self.trial,
+            "accepted": self.accepted,
+            "sigma": self.sigma_factor(last),
+            "batch_loss": loss * self._per_sample,
+            "part": (u.name, self.pos, u.trials),
+        }
 
     def history_rows(self, every=None) -> list:
         """The "layers" row of the tensor the last step finished (none inside a tensor): its record with cycles
@@ -294,8 +331,11 @@ class RSO(Optimizer):
             return []
         r = self.records[-1]
         row = {k: v for k, v in r.items() if k != "mean_loss"}
-        row.update(cycle=r["cycle"] + 1, batch_loss=r["mean_loss"] * self._per_sample,
-                   acceptance=(r["plus"] + r["minus"]) / r["trials"] if r["trials"] else math.nan)
+        row.update(
+            cycle=r["cycle"] + 1,
+            batch_loss=r["mean_loss"] * self._per_sample,
+            acceptance=(r["plus"] + r["minus"]) / r["trials"] if r["trials"] else math.nan,
+        )
         return [row]
 
     @property
@@ -352,8 +392,9 @@ class RSO(Optimizer):
         """Losses (K,) of the candidate rows ``cands`` (K, n) for ``params[sl]``: on one batch, or one each."""
         if self.hyperparameters["shared_batch"]:
             return self.evaluator.losses(sl, cands, self._rows(first_batch))
-        return numpy.array([self.evaluator.losses(sl, cands[k : k + 1], self._rows(first_batch + k))[0]
-                            for k in range(len(cands))])
+        return numpy.array(
+            [self.evaluator.losses(sl, cands[k : k + 1], self._rows(first_batch + k))[0] for k in range(len(cands))]
+        )
 
     def step(self) -> dict:
         """One trial (one weight, or one joint perturbation); returns its info dict.
@@ -379,8 +420,15 @@ class RSO(Optimizer):
         if self._parallel is not None:  # sec. 4.6: park the decision, the tensor back to its start state
             self._parallel.after(self.model.params, u, sl.start, neuron)
         self._count(best, losses, finite, time.perf_counter() - t_start)
-        info = {"cycle": self.cycle, "unit": self.unit, "name": u.name, "position": self.pos,
-                "trials": u.trials, "decision": ("keep", "plus", "minus")[best], "loss": float(losses[best])}
+        info = {
+            "cycle": self.cycle,
+            "unit": self.unit,
+            "name": u.name,
+            "position": self.pos,
+            "trials": u.trials,
+            "decision": ("keep", "plus", "minus")[best],
+            "loss": float(losses[best]),
+        }
         self.pos += 1
         self.trial += 1
         if self.callback is not None:
@@ -391,8 +439,11 @@ class RSO(Optimizer):
 
     def delta_offset(self, cycle=None, unit=None, pos=None) -> int:
         """First normal of the Delta of a trial, by default the next one (:meth:`Schedule.delta_offset`)."""
-        return self.plan.delta_offset(self.cycle if cycle is None else cycle, self.unit if unit is None else unit,
-                                      self.pos if pos is None else pos)
+        return self.plan.delta_offset(
+            self.cycle if cycle is None else cycle,
+            self.unit if unit is None else unit,
+            self.pos if pos is None else pos,
+        )
 
     def _weight_candidates(self, u):
         """Weight level: ``(slice of w_j, candidates (3, 1), the neuron's slice or None)``."""
@@ -424,12 +475,19 @@ class RSO(Optimizer):
         u, st = self.units[self.unit], self._stats
         if self._parallel is not None:
             self._parallel.merge(self.model.params, u)  # sec. 4.6: the searches' decisions at once
-        record = {"cycle": self.cycle, "name": u.name, "layer": u.layer, "trials": st["trials"],
-                  "plus": st["plus"], "minus": st["minus"], "rejected": st["rejected"],
-                  "nonfinite": st["nonfinite"],
-                  "mean_loss": st["loss_sum"] / st["loss_count"] if st["loss_count"] else math.nan,
-                  "sigma": float(numpy.mean(u.sigma)) * self.sigma_factor(self.cycle),
-                  "wall_time": st["wall_time"]}
+        record = {
+            "cycle": self.cycle,
+            "name": u.name,
+            "layer": u.layer,
+            "trials": st["trials"],
+            "plus": st["plus"],
+            "minus": st["minus"],
+            "rejected": st["rejected"],
+            "nonfinite": st["nonfinite"],
+            "mean_loss": st["loss_sum"] / st["loss_count"] if st["loss_count"] else math.nan,
+            "sigma": float(numpy.mean(u.sigma)) * self.sigma_factor(self.cycle),
+            "wall_time": st["wall_time"],
+        }
         self.records.append(record)
         self._parallel = None
         self._ready = False
@@ -458,8 +516,14 @@ class RSO(Optimizer):
 
     # ---- state ---------------------------------------------------------------------------------
     def _get_state(self):
-        s = {"cycle": self.cycle, "unit": self.unit, "pos": self.pos, "trial": self.trial,
-             "batches": self.batches, "accepted": self.accepted}  # records: not state (the class docstring)
+        s = {
+            "cycle": self.cycle,
+            "unit": self.unit,
+            "pos": self.pos,
+            "trial": self.trial,
+            "batches": self.batches,
+            "accepted": self.accepted,
+        }  # records: not state (the class docstring)
         s.update({f"stat_{k}": v for k, v in self._stats.items()})
         empty = numpy.zeros(0, numpy.float32)
         s["base"] = self._parallel.base if self._parallel is not None else empty
@@ -467,16 +531,21 @@ class RSO(Optimizer):
         s["has_parallel"] = self._parallel is not None
         # base sigmas: with sigma="std" they were measured on the INITIAL weights, which a resumed
         # model no longer has, so they travel with the state
-        s["unit_sigma"] = (self.units[0].sigma if self.hyperparameters["level"] == "network"
-                           else numpy.array([u.sigma for u in self.units], dtype=numpy.float64))
+        s["unit_sigma"] = (
+            self.units[0].sigma
+            if self.hyperparameters["level"] == "network"
+            else numpy.array([u.sigma for u in self.units], dtype=numpy.float64)
+        )
         return s
 
     def _set_state(self, s):
         self.cycle, self.unit, self.pos = int(s["cycle"]), int(s["unit"]), int(s["pos"])
         if "accepted" not in s:
-            raise ValueError("state_dict is from an older minirso: its RSO state holds 'records' and no 'accepted' "
-                             "(the trainer's history now holds the log); continue that run with the version that "
-                             "saved it")
+            raise ValueError(
+                "state_dict is from an older minirso: its RSO state holds 'records' and no 'accepted' "
+                "(the trainer's history now holds the log); continue that run with the version that "
+                "saved it"
+            )
         self.trial, self.batches, self.accepted = int(s["trial"]), int(s["batches"]), int(s["accepted"])
         if not (0 <= self.unit < len(self.units) and 0 <= self.pos < self.units[self.unit].trials):
             raise ValueError(f"state_dict position (unit {self.unit}, trial {self.pos}) does not fit this model")
@@ -487,14 +556,16 @@ class RSO(Optimizer):
             self.plan.units = [replace(self.units[0], sigma=sig.astype(numpy.float32))]
         else:
             if sig.shape != (len(self.units),):
-                raise ValueError(f"state_dict unit_sigma has {sig.size} entries, this model has "
-                                 f"{len(self.units)} tensors")
+                raise ValueError(
+                    f"state_dict unit_sigma has {sig.size} entries, this model has {len(self.units)} tensors"
+                )
             self.plan.units = [replace(u, sigma=float(v)) for u, v in zip(self.units, sig)]
         self.records = []  # the in-memory log restarts: a resumed run's earlier tensors are in the trainer's history
         self._stats = {k: s[f"stat_{k}"] for k in _STAT_KEYS}
         self._parallel = None
         if s["has_parallel"]:
             params = self.model.params
-            self._parallel = ParallelSearch(self.hyperparameters["parallel"], self._device(s["base"], params),
-                                            self._device(s["pending"], params))
+            self._parallel = ParallelSearch(
+                self.hyperparameters["parallel"], self._device(s["base"], params), self._device(s["pending"], params)
+            )
         self._ready = False

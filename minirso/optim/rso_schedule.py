@@ -114,8 +114,18 @@ class Schedule:
             if hp["order"] == "input" and len(g.shape) >= 2:
                 # input-channel-major (sec. 4.3): all (output, taps) of input channel 0 first, then channel 1, ...
                 idx = idx.reshape(g.shape).swapaxes(0, 1).reshape(-1)
-            units.append(Unit(g.name, g.slice, g.layer, g.kind, self._base_sigma(model, g), g.size,
-                              idx if hp["level"] == "weight" else None, g.size // g.shape[0]))
+            units.append(
+                Unit(
+                    g.name,
+                    g.slice,
+                    g.layer,
+                    g.kind,
+                    self._base_sigma(model, g),
+                    g.size,
+                    idx if hp["level"] == "weight" else None,
+                    g.size // g.shape[0],
+                )
+            )
         return units
 
     # ---- sigma (item 1) ------------------------------------------------------------------------

@@ -26,8 +26,9 @@ def joint_candidates(params, u, hp, offset: int, factor: float):
     """
     xp = get_array_module(params)
     width = u.sl.stop - u.sl.start
-    z = kernels.normal(hp["seed"], STREAM_DELTA, offset, width, xp, params.dtype) \
-        if kernels.enabled(xp) else None  # GPU: one launch instead of about 100 (minirso.kernels.normal)
+    z = (
+        kernels.normal(hp["seed"], STREAM_DELTA, offset, width, xp, params.dtype) if kernels.enabled(xp) else None
+    )  # GPU: one launch instead of about 100 (minirso.kernels.normal)
     if z is None:
         z = normal(hp["seed"], STREAM_DELTA, offset, width, xp, dtype=params.dtype)  # (n,)
     scale = hp["joint_scale"] * factor

@@ -41,8 +41,9 @@ def evaluate(model, data: dict, loss_name: str, loss_fn, bn_data=None, eval_batc
         out = {}
         for prefix, pair in data.items():
             if pair is not None:
-                out.update({f"{prefix}_{k}": v for k, v in measure(model, *pair, loss_name, loss_fn,
-                                                                     eval_batch).items()})
+                out.update(
+                    {f"{prefix}_{k}": v for k, v in measure(model, *pair, loss_name, loss_fn, eval_batch).items()}
+                )
         return out
     finally:
         model.train(was_training)

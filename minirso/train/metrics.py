@@ -55,8 +55,11 @@ class MetricsLog:
             os.replace(tmp, path)
             self.file = open(path, "a")
         except OSError as e:
-            raise OSError(e.errno, f"Trainer: cannot write the metrics log {path} ({e.strerror}); choose another "
-                                   "path with metrics_log=PATH, or metrics_log=False for none") from e
+            raise OSError(
+                e.errno,
+                f"Trainer: cannot write the metrics log {path} ({e.strerror}); choose another "
+                "path with metrics_log=PATH, or metrics_log=False for none",
+            ) from e
 
     def write(self, table, row):
         if self.file is not None:

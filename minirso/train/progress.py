@@ -31,8 +31,14 @@ class Progress:
     def opened(self, on: bool):
         opt = self.opt
         if on:
-            self.bar = tqdm(total=self.end, initial=opt.position()[opt.schedule], desc=opt.label, unit=opt.schedule,
-                            position=0, dynamic_ncols=True)
+            self.bar = tqdm(
+                total=self.end,
+                initial=opt.position()[opt.schedule],
+                desc=opt.label,
+                unit=opt.schedule,
+                position=0,
+                dynamic_ncols=True,
+            )
             r = opt.report()
             self.shown = (r["tried"], r["accepted"])
             self.steps = 0
@@ -57,8 +63,11 @@ class Progress:
         if numbers:
             (t0, a0), t, a = self.shown, r["tried"], r["accepted"]
             self.shown = (t, a)
-            shown = {"batch_loss": f"{r['batch_loss']:.4g}", "accept": f"{(a - a0) / max(t - t0, 1):.2f}",
-                     "sigma": f"{r['sigma']:.3g}"}
+            shown = {
+                "batch_loss": f"{r['batch_loss']:.4g}",
+                "accept": f"{(a - a0) / max(t - t0, 1):.2f}",
+                "sigma": f"{r['sigma']:.3g}",
+            }
             target = self.part_bar if self.part_bar is not None else self.bar
             if target is self.bar and self.test is not None:
                 shown["test_acc"] = self.test
@@ -78,8 +87,9 @@ class Progress:
         if part is None:
             return
         if self.part_bar is None:
-            self.part_bar = tqdm(total=total, initial=done, desc=name, unit="trial", position=1, leave=False,
-                                 dynamic_ncols=True)
+            self.part_bar = tqdm(
+                total=total, initial=done, desc=name, unit="trial", position=1, leave=False, dynamic_ncols=True
+            )
             self.part_name = name
         self.part_bar_n = done
 

@@ -23,8 +23,22 @@ from .progress import Progress
 __all__ = ["Trainer"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_MEMBERS = ("label", "schedule", "table", "params", "end", "position", "safe_point", "step", "history_rows", "report",
-            "where", "model_params", "state_dict", "load_state_dict")
+_MEMBERS = (
+    "label",
+    "schedule",
+    "table",
+    "params",
+    "end",
+    "position",
+    "safe_point",
+    "step",
+    "history_rows",
+    "report",
+    "where",
+    "model_params",
+    "state_dict",
+    "load_state_dict",
+)
 
 
 class Trainer:
@@ -36,30 +50,57 @@ class Trainer:
     per sample (:mod:`minirso.train.evaluation` says why it is not the optimizer's).
     """
 
-    def __init__(self, model, optimizer, *, steps=None, eval_data=None, train_eval_data=None, bn_data=None,
-                 eval_every=1, checkpoint=None, checkpoint_every=1, checkpoint_every_trials=None, log_every=100,
-                 progress=True, meta=None, loss="cross_entropy_mean", eval_batch=2000, metrics_log=True):
+    def __init__(
+        self,
+        model,
+        optimizer,
+        *,
+        steps=None,
+        eval_data=None,
+        train_eval_data=None,
+        bn_data=None,
+        eval_every=1,
+        checkpoint=None,
+        checkpoint_every=1,
+        checkpoint_every_trials=None,
+        log_every=100,
+        progress=True,
+        meta=None,
+        loss="cross_entropy_mean",
+        eval_batch=2000,
+        metrics_log=True,
+    ):
         if not isinstance(optimizer, TrainableOptimizer):
             missing = [m for m in _MEMBERS if not hasattr(optimizer, m)]
-            raise TypeError(f"Trainer: {type(optimizer).__name__} is not a minirso.optim.base.TrainableOptimizer "
-                            f"(it lacks {', '.join(missing)})")
+            raise TypeError(
+                f"Trainer: {type(optimizer).__name__} is not a minirso.optim.base.TrainableOptimizer "
+                f"(it lacks {', '.join(missing)})"
+            )
         opt, name = optimizer, optimizer.label
         p = opt.params
         if not (p is model.params or (getattr(p, "ndim", 0) == 2 and p.shape[1] == model.params.size)):
-            raise ValueError(f"Trainer: the {name} optimizer was built for a different model: it must move "
-                             "model.params, or rows (K, P) of parameter vectors for it")
+            raise ValueError(
+                f"Trainer: the {name} optimizer was built for a different model: it must move "
+                "model.params, or rows (K, P) of parameter vectors for it"
+            )
         if opt.end is not None and steps is not None:
-            raise ValueError(f"Trainer: steps is for an optimizer without an end of its own; {name} ends at "
-                             f"{opt.schedule} {opt.end}")
+            raise ValueError(
+                f"Trainer: steps is for an optimizer without an end of its own; {name} ends at {opt.schedule} {opt.end}"
+            )
         if opt.end is None and steps is None:
             raise ValueError(f"Trainer: {name} needs steps (the {opt.schedule} to reach)")
         if checkpoint_every_trials is not None and "trials" not in opt.position():
-            raise ValueError(f"Trainer: checkpoint_every_trials counts trials, which {name} has not; use "
-                             f"checkpoint_every ({opt.schedule}s)")
+            raise ValueError(
+                f"Trainer: checkpoint_every_trials counts trials, which {name} has not; use "
+                f"checkpoint_every ({opt.schedule}s)"
+            )
         self.model, self.optimizer = model, optimizer
         self.steps = None if steps is None else check_int("steps", steps, 0)
-        self.every_trials = None if checkpoint_every_trials is None else \
-            check_int("checkpoint_every_trials", checkpoint_every_trials, 1)
+        self.every_trials = (
+            None
+            if checkpoint_every_trials is None
+            else check_int("checkpoint_every_trials", checkpoint_every_trials, 1)
+        )
         self.log_every = check_int("log_every", log_every, 1)
         self.eval_data, self.train_eval_data, self.bn_data = eval_data, train_eval_data, bn_data
         self.eval_every = check_int("eval_every", eval_every, 1)
@@ -68,8 +109,9 @@ class Trainer:
         self.checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
         if metrics_log is True:
             metrics_log = self.checkpoint_path and self.checkpoint_path + ".metrics.jsonl"
-        self.metrics_log = os.fspath(metrics_log) if metrics_log not in (None, False) and os.fspath(metrics_log) \
-            else None
+        self.metrics_log = (
+            os.fspath(metrics_log) if metrics_log not in (None, False) and os.fspath(metrics_log) else None
+        )
         self._log = MetricsLog(self.metrics_log)
         self.progress, self.meta = bool(progress), dict(meta or {})
         self.loss_name, self._loss_fn = resolve_loss(loss)
@@ -128,7 +170,8 @@ class Trainer:
         if self.interrupted:  # the handlers are restored: raise what the signal would have raised without them
             name = signal.Signals(self.stop_signal).name
             text = f"stopped by {name} at {self.where()}" + (
-                f"; checkpoint saved to {self.checkpoint_path}" if self.checkpoint_path else "; no checkpoint path set")
+                f"; checkpoint saved to {self.checkpoint_path}" if self.checkpoint_path else "; no checkpoint path set"
+            )
             self._say(text)
             if self.stop_signal == signal.SIGINT:
                 raise KeyboardInterrupt(text)
@@ -149,8 +192,7 @@ class Trainer:
         moved = now[opt.schedule] != before
         if self.every_trials is not None and now["trials"] % self.every_trials == 0:
             self._save_wanted = True  # taken at the next safe point
-        save_due = opt.safe_point and ((moved and now[opt.schedule] % self.checkpoint_every == 0)
-                                       or self._save_wanted)
+        save_due = opt.safe_point and ((moved and now[opt.schedule] % self.checkpoint_every == 0) or self._save_wanted)
         if save_due:
             self._save_wanted = False
         return moved and now[opt.schedule] % self.eval_every == 0, save_due
@@ -236,13 +278,24 @@ class Trainer:
         if not self._has_eval():
             return {}
         self._sync_model()
-        return evaluate(self.model, {"test": self.eval_data, "train": self.train_eval_data}, self.loss_name,
-                        self._loss_fn, self.bn_data, self.eval_batch)
+        return evaluate(
+            self.model,
+            {"test": self.eval_data, "train": self.train_eval_data},
+            self.loss_name,
+            self._loss_fn,
+            self.bn_data,
+            self.eval_batch,
+        )
 
     def _log_evaluation(self):
         r = self.optimizer.report()
-        row = {**self.optimizer.position(), "wall_time": self.wall_time, **self.evaluate(),
-               "acceptance": self._window("eval"), "sigma": r["sigma"]}
+        row = {
+            **self.optimizer.position(),
+            "wall_time": self.wall_time,
+            **self.evaluate(),
+            "acceptance": self._window("eval"),
+            "sigma": r["sigma"],
+        }
         self._record("eval", row)
         self._dirty = True
         self._bars.show_eval(row)
@@ -252,14 +305,30 @@ class Trainer:
         if self.checkpoint_path is None:
             return
         self._sync_model()
-        state = {"version": 2, "kind": self.kind, "steps": self.steps, "position": self.optimizer.position(),
-                 "wall_time": self.wall_time, "loop": {"marks": self._marks},
-                 "schedule": {"eval_every": self.eval_every, "checkpoint_every": self.checkpoint_every,
-                              "checkpoint_every_trials": self.every_trials, "log_every": self.log_every,
-                              "loss": self.loss_name}}
+        state = {
+            "version": 2,
+            "kind": self.kind,
+            "steps": self.steps,
+            "position": self.optimizer.position(),
+            "wall_time": self.wall_time,
+            "loop": {"marks": self._marks},
+            "schedule": {
+                "eval_every": self.eval_every,
+                "checkpoint_every": self.checkpoint_every,
+                "checkpoint_every_trials": self.every_trials,
+                "log_every": self.log_every,
+                "loss": self.loss_name,
+            },
+        }
         os.makedirs(os.path.dirname(os.path.abspath(self.checkpoint_path)), exist_ok=True)  # e.g. runs/
-        ckpt.save(self.checkpoint_path, self.model, self.optimizer, self.history,
-                  meta={"trainer": state, "user": self.meta}, keep_previous=True)
+        ckpt.save(
+            self.checkpoint_path,
+            self.model,
+            self.optimizer,
+            self.history,
+            meta={"trainer": state, "user": self.meta},
+            keep_previous=True,
+        )
         self._dirty = False
 
     def restore(self, path=None) -> bool:

@@ -68,9 +68,11 @@ def temporaries(directory):
 
 
 HISTORY = {
-    "eval": [{"cycle": 0, "test_accuracy": 0.5, "train_loss": 2.25, "note": None},
-             {"cycle": 1, "test_accuracy": 0.625, "train_loss": float("nan"), "note": "lr down"},
-             {"cycle": 2, "test_accuracy": 0.75, "train_loss": float("inf"), "note": None}],
+    "eval": [
+        {"cycle": 0, "test_accuracy": 0.5, "train_loss": 2.25, "note": None},
+        {"cycle": 1, "test_accuracy": 0.625, "train_loss": float("nan"), "note": "lr down"},
+        {"cycle": 2, "test_accuracy": 0.75, "train_loss": float("inf"), "note": None},
+    ],
     "loss": [2.5, 2.25, 1.75],
     "steps": np.arange(5, dtype=np.int64),
     "sigma": np.linspace(1.0, 0.1, 4),
@@ -90,4 +92,3 @@ def problem_of(path):
     err = info.value
     assert err.path == str(path) and str(path) in str(err) and "\n" not in str(err)
     return str(err)
-

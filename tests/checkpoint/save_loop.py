@@ -23,12 +23,20 @@ def versions():
         model = models.rso_mnist(channels=4, seed=10 + v)
         rng = numpy.random.default_rng(v)
         _perturb(model, rng)
-        state = {"type": "Fake", "hyperparameters": {"version": v, "sigma0": 0.5 + v},
-                 "state": {"step": 1000 + v, "sigma": 0.25 * (v + 1), "mu": rng.normal(size=model.num_params),
-                           "records": [{"cycle": c, "name": f"t{c}", "loss": float(rng.random())}
-                                       for c in range(3 + v)]}}
-        history = {"eval": [{"cycle": c, "test_accuracy": float(rng.random())} for c in range(4 + v)],
-                   "loss": rng.random(50 + v)}
+        state = {
+            "type": "Fake",
+            "hyperparameters": {"version": v, "sigma0": 0.5 + v},
+            "state": {
+                "step": 1000 + v,
+                "sigma": 0.25 * (v + 1),
+                "mu": rng.normal(size=model.num_params),
+                "records": [{"cycle": c, "name": f"t{c}", "loss": float(rng.random())} for c in range(3 + v)],
+            },
+        }
+        history = {
+            "eval": [{"cycle": c, "test_accuracy": float(rng.random())} for c in range(4 + v)],
+            "loss": rng.random(50 + v),
+        }
         out.append((model, state, history))
     return out
 
@@ -45,8 +53,9 @@ def main(path):
     i = 0
     while True:
         model, state, history = saved[i % 2]
-        checkpoint.save(path, model, state, history, meta={"counter": i, "version": i % 2},
-                        keep_previous=(i // 2) % 2 == 1)
+        checkpoint.save(
+            path, model, state, history, meta={"counter": i, "version": i % 2}, keep_previous=(i // 2) % 2 == 1
+        )
         if i == 0:
             print("ready", flush=True)
         i += 1

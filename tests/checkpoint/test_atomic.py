@@ -98,9 +98,11 @@ def test_stale_temporaries_are_removed_by_the_next_save(tmp_path):
     path = tmp_path / "run.h5"
     dead = 2**31 - 1  # beyond any pid_max: no such process
     stale = [f".run.h5.tmp-{dead}-0badcafe", f".run.h5.tmp-{dead}-1234abcd"]
-    keep = [f".run.h5.tmp-{os.getpid()}-00000000",  # a live writer (this process)
-            f".other.h5.tmp-{dead}-0badcafe",  # another target's
-            "run.h5.tmp-1-0badcafe"]  # not the pattern
+    keep = [
+        f".run.h5.tmp-{os.getpid()}-00000000",  # a live writer (this process)
+        f".other.h5.tmp-{dead}-0badcafe",  # another target's
+        "run.h5.tmp-1-0badcafe",
+    ]  # not the pattern
     for name in stale + keep:
         (tmp_path / name).write_bytes(b"partial")
     checkpoint.save(path, models.mlp([2, 2]))
@@ -146,8 +148,10 @@ def test_sigkill_during_saves_never_leaves_a_bad_file(tmp_path):
 @pytest.mark.slow
 def test_sigkill_during_saves_long(tmp_path):
     counters, mid_save = _kill_loop(tmp_path, kills=200, seed=1)
-    print(f"\n200 kills: every load succeeded and matched its version; {mid_save} kills left a temporary "
-          f"(killed mid-save); counters up to {max(counters)}")
+    print(
+        f"\n200 kills: every load succeeded and matched its version; {mid_save} kills left a temporary "
+        f"(killed mid-save); counters up to {max(counters)}"
+    )
 
 
 # ---- writing where it cannot ------------------------------------------------------------------------

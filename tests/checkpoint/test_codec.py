@@ -15,25 +15,50 @@ def _every_kind():
     """One value of every kind the codec stores (and the edge cases of each), with the kind it is stored as."""
     rng = np.random.default_rng(0)
     values = {
-        "int": (7, "int"), "negative": (-3, "int"), "big": (2**64 + 5, "bigint"),
-        "very_negative": (-(2**70), "bigint"), "float": (0.1, "float"), "nan": (float("nan"), "float"),
-        "inf": (float("-inf"), "float"), "negative_zero": (-0.0, "float"), "true": (True, "bool"),
-        "false": (False, "bool"), "none": (None, "none"),
-        "text": ("sigma σ", "str"), "nul_text": ("a\0b", "json"), "surrogate": ("\ud800", "json"),
-        "f32": (rng.random((3, 2), dtype=np.float32), "ndarray"), "f16": (np.arange(4, dtype=np.float16), "ndarray"),
-        "i8": (np.int8([-1, 2]), "ndarray"), "u64": (np.array([2**64 - 1], np.uint64), "ndarray"),
-        "bools": (np.array([True, False]), "ndarray"), "c64": (np.array([1 + 2j], np.complex64), "ndarray"),
-        "empty": (np.zeros(0, np.float32), "ndarray"), "empty2d": (np.zeros((0, 3)), "ndarray"),
-        "zero_d": (np.array(2.5), "ndarray"), "big_endian": (np.arange(3, dtype=">f4"), "ndarray"),
-        "np_scalar": (np.float32(1.5), "numpy-scalar"), "np_int": (np.int64(-4), "numpy-scalar"),
+        "int": (7, "int"),
+        "negative": (-3, "int"),
+        "big": (2**64 + 5, "bigint"),
+        "very_negative": (-(2**70), "bigint"),
+        "float": (0.1, "float"),
+        "nan": (float("nan"), "float"),
+        "inf": (float("-inf"), "float"),
+        "negative_zero": (-0.0, "float"),
+        "true": (True, "bool"),
+        "false": (False, "bool"),
+        "none": (None, "none"),
+        "text": ("sigma σ", "str"),
+        "nul_text": ("a\0b", "json"),
+        "surrogate": ("\ud800", "json"),
+        "f32": (rng.random((3, 2), dtype=np.float32), "ndarray"),
+        "f16": (np.arange(4, dtype=np.float16), "ndarray"),
+        "i8": (np.int8([-1, 2]), "ndarray"),
+        "u64": (np.array([2**64 - 1], np.uint64), "ndarray"),
+        "bools": (np.array([True, False]), "ndarray"),
+        "c64": (np.array([1 + 2j], np.complex64), "ndarray"),
+        "empty": (np.zeros(0, np.float32), "ndarray"),
+        "empty2d": (np.zeros((0, 3)), "ndarray"),
+        "zero_d": (np.array(2.5), "ndarray"),
+        "big_endian": (np.arange(3, dtype=">f4"), "ndarray"),
+        "np_scalar": (np.float32(1.5), "numpy-scalar"),
+        "np_int": (np.int64(-4), "numpy-scalar"),
         "np_bool": (np.bool_(True), "numpy-scalar"),
-        "floats": ([0.5, float("nan")], "list"), "ints": ([1, 2], "list"), "flags": ((True, False), "tuple"),
-        "pair": ((1, 2), "tuple"), "no_items": ([], "list"), "no_tuple": ((), "tuple"),
-        "mixed": ([1, "a", None, [2.5]], "json"), "nested": ({"a": {"b": [1.0]}, "c": np.ones(2)}, "dict"),
-        "records": ([{"cycle": 0, "name": "fc.weight", "loss": float("nan"), "ok": True, "maybe": None, "huge": 2**80},
-                     {"cycle": 1, "name": "conv6.weight", "loss": 1.25, "ok": False, "maybe": 0.5, "huge": 3}],
-                    "table"),
-        "ragged": ([{"a": 1}, {"b": 2}], "json"), "empty_rows": ([{}, {}], "table"),
+        "floats": ([0.5, float("nan")], "list"),
+        "ints": ([1, 2], "list"),
+        "flags": ((True, False), "tuple"),
+        "pair": ((1, 2), "tuple"),
+        "no_items": ([], "list"),
+        "no_tuple": ((), "tuple"),
+        "mixed": ([1, "a", None, [2.5]], "json"),
+        "nested": ({"a": {"b": [1.0]}, "c": np.ones(2)}, "dict"),
+        "records": (
+            [
+                {"cycle": 0, "name": "fc.weight", "loss": float("nan"), "ok": True, "maybe": None, "huge": 2**80},
+                {"cycle": 1, "name": "conv6.weight", "loss": 1.25, "ok": False, "maybe": 0.5, "huge": 3},
+            ],
+            "table",
+        ),
+        "ragged": ([{"a": 1}, {"b": 2}], "json"),
+        "empty_rows": ([{}, {}], "table"),
         "np_cells": ([{"acc": np.float64(0.5), "n": np.int64(3)}], "table"),
     }
     return {k: v for k, (v, _) in values.items()}, {k: kind for k, (_, kind) in values.items()}
@@ -41,8 +66,11 @@ def _every_kind():
 
 def test_every_kind_of_value_round_trips_with_its_type(tmp_path):
     state, _ = _every_kind()
-    sd = {"type": "Custom", "hyperparameters": {"seed": 2**64 - 1, "n_s": float("inf"), "batch": None, "flag": True},
-          "state": state}
+    sd = {
+        "type": "Custom",
+        "hyperparameters": {"seed": 2**64 - 1, "n_s": float("inf"), "batch": None, "flag": True},
+        "state": state,
+    }
     path = saved(tmp_path / "kinds.h5", models.mlp([2, 2], seed=0), sd, {"h": state}, meta={"k": [1, 2]})
     ck = checkpoint.load(path)
     expected = dict(state, np_cells=[{"acc": 0.5, "n": 3}])  # NumPy scalars in tables become Python numbers
@@ -75,10 +103,17 @@ def test_a_removed_kind_fails_to_load_naming_it(tmp_path, monkeypatch):
         checkpoint.save(tmp_path / "again.h5", models.mlp([2, 2], seed=0), None, {"big": 2**70})
 
 
-@pytest.mark.parametrize("bad", [
-    {"obj": np.array([object()], dtype=object)}, {"s": {1, 2}}, {"tuple_mix": (1, "a")},
-    {"int_keys": {1: 2}}, {"unicode_array": np.array(["a"])}, {"nested_tuple": [(1, 2)]},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"obj": np.array([object()], dtype=object)},
+        {"s": {1, 2}},
+        {"tuple_mix": (1, "a")},
+        {"int_keys": {1: 2}},
+        {"unicode_array": np.array(["a"])},
+        {"nested_tuple": [(1, 2)]},
+    ],
+)
 def test_unstorable_values_raise_type_error_and_write_nothing(tmp_path, bad):
     path = tmp_path / "x.h5"
     with pytest.raises(TypeError):

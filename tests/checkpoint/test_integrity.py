@@ -52,12 +52,15 @@ def test_missing_file(tmp_path):
     assert "no such file" in problem_of(tmp_path / "nope.h5")
 
 
-@pytest.mark.parametrize("content, problem", [
-    (b"", "empty file"),
-    (np.random.default_rng(1).bytes(4096), "not a minirso checkpoint (not an HDF5 file)"),
-    (b"hello\n", "not a minirso checkpoint"),
-    (b"minirso-chec", "truncated"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"", "empty file"),
+        (np.random.default_rng(1).bytes(4096), "not a minirso checkpoint (not an HDF5 file)"),
+        (b"hello\n", "not a minirso checkpoint"),
+        (b"minirso-chec", "truncated"),
+    ],
+)
 def test_not_a_checkpoint(tmp_path, content, problem):
     path = tmp_path / "f.h5"
     path.write_bytes(content)
@@ -244,10 +247,14 @@ def test_an_attribute_added_with_h5py_loads_with_verify_data_and_the_strict_erro
 
 def test_damage_to_what_minirso_wrote_is_detected_in_every_mode(tmp_path, small):
     edits = [  # (h5py edit of an annotated file, the problem it must raise)
-        (lambda f: f["model/conv1/weight"].__setitem__((0, 0, 0, 0), 2.0),
-         "checksum mismatch in dataset /model/conv1/weight"),
-        (lambda f: f["history/eval"].attrs.__setitem__("rows", 2),
-         "attributes of /history/eval differ from the manifest (attribute 'rows' changed)"),
+        (
+            lambda f: f["model/conv1/weight"].__setitem__((0, 0, 0, 0), 2.0),
+            "checksum mismatch in dataset /model/conv1/weight",
+        ),
+        (
+            lambda f: f["history/eval"].attrs.__setitem__("rows", 2),
+            "attributes of /history/eval differ from the manifest (attribute 'rows' changed)",
+        ),
         (lambda f: f.attrs.__setitem__("created", "2020-01-01T00:00:00+00:00"), "(attribute 'created' changed)"),
         (lambda f: f["model/bn1"].attrs.__delitem__("type"), "(attribute 'type' is missing)"),
         (lambda f: f.__setitem__("model/extra", np.zeros(2)), "unexpected object /model/extra"),
@@ -275,7 +282,6 @@ def test_bit_flips_in_an_annotated_file_never_load_a_changed_value_with_verify_d
         assert_same_checkpoint(ck, small[1])
         counts["same"] += 1
     assert counts["error"] > 200, counts  # most bytes are minirso's; flips in unused bytes or the note may load
-
 
 
 def test_the_header_holds_the_size_and_the_sha256_of_the_rest(small):

@@ -70,7 +70,7 @@ def test_round_trip_rso_state_and_exact_resume(tmp_path, rng):
 
 def test_a_state_dict_saves_like_its_optimizer(tmp_path, rng):
     model = models.mlp([4, 3, 2], seed=2)
-    opt = AMC(model.params, lambda p: float((p ** 2).sum()), sigma0=0.1, seed=1)
+    opt = AMC(model.params, lambda p: float((p**2).sum()), sigma0=0.1, seed=1)
     opt.run(3)
     checkpoint.save(tmp_path / "a.h5", model, opt)
     checkpoint.save(tmp_path / "b.h5", model, opt.state_dict())
@@ -81,10 +81,13 @@ def test_a_state_dict_saves_like_its_optimizer(tmp_path, rng):
     assert none.optimizer is None and none.history is None
 
 
-@pytest.mark.parametrize("build, nested", [
-    (lambda: models.rso_cifar(10, seed=4), "/model/res2/conv2/weight"),
-    (lambda: models.amc_rnn_classifier(seed=5), "/model/rnn1/weight_hh"),
-])
+@pytest.mark.parametrize(
+    "build, nested",
+    [
+        (lambda: models.rso_cifar(10, seed=4), "/model/res2/conv2/weight"),
+        (lambda: models.amc_rnn_classifier(seed=5), "/model/rnn1/weight_hh"),
+    ],
+)
 def test_round_trip_residual_and_recurrent_models(tmp_path, rng, build, nested):
     model = build()
     perturb(model, rng)
@@ -92,7 +95,7 @@ def test_round_trip_residual_and_recurrent_models(tmp_path, rng, build, nested):
     ck = checkpoint.load(path)
     assert_same_model(ck.model, model)
     with h5py.File(path, "r") as f:  # nested layers are nested groups, tensors in their natural shapes
-        name = nested[len("/model/"):].replace("/", ".")
+        name = nested[len("/model/") :].replace("/", ".")
         g = next(g for g in model.param_groups if g.name == name)
         assert f[nested].shape == g.shape
         assert np.array_equal(f[nested][()], host(model.params[g.slice]).reshape(g.shape))
@@ -184,4 +187,3 @@ def test_a_loaded_model_predicts_each_image_as_in_its_batch_and_as_the_trainer_m
     out = json.loads(loaded.stdout)
     assert out["training"] is False and out["agree"] == 1.0 and out["same"]
     assert out["accuracy"] == measured and measured > 0.5  # the trainer's number, and better than chance
-

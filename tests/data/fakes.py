@@ -16,8 +16,12 @@ import numpy as np
 
 from minirso.data import cifar, mnist
 
-IDX_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+IDX_NAMES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 
 def md5(data: bytes) -> str:
@@ -76,14 +80,20 @@ def cifar_batches(sizes=(3, 4, 2, 3, 5), n_test=4, seed=1):
     """``{batch: (data uint8 (n, 3072), labels list)}`` for the five training batches and the test batch."""
     rng = np.random.default_rng(seed)
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    return {name: (rng.integers(0, 256, (n, 3072), dtype=np.uint8), rng.integers(0, 10, n).tolist())
-            for name, n in zip(names, [*sizes, n_test])}
+    return {
+        name: (rng.integers(0, 256, (n, 3072), dtype=np.uint8), rng.integers(0, 10, n).tolist())
+        for name, n in zip(names, [*sizes, n_test])
+    }
 
 
 def batch_bytes(name, data, labels) -> bytes:
     """A batch pickled as the real ones: a dict with byte-string keys, protocol 2 (Python 2 era)."""
-    batch = {b"batch_label": f"{name} of the tiny test set".encode(), b"labels": labels, b"data": data,
-             b"filenames": [f"img_{i}.png".encode() for i in range(len(labels))]}
+    batch = {
+        b"batch_label": f"{name} of the tiny test set".encode(),
+        b"labels": labels,
+        b"data": data,
+        b"filenames": [f"img_{i}.png".encode() for i in range(len(labels))],
+    }
     return pickle.dumps(batch, protocol=2)
 
 

@@ -83,14 +83,19 @@ def test_damaged_archives_raise_data_error_naming_the_file(monkeypatch, tmp_path
         load_cifar10(tmp_path, download=False)
 
 
-@pytest.mark.parametrize("payload,problem", [
-    (b"\x80\x02}q\x00(U\x04data", "not a readable pickle"),  # a pickle cut short
-    (pickle.dumps({b"labels": [1]}, protocol=2), "expected a dict with b'data'"),
-    (pickle.dumps({b"data": np.zeros((2, 3000), np.uint8), b"labels": [1, 2]}),
-     r"\(2, 3000\) uint8, expected uint8 \(N, 3072\)"),
-    (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1]}), "expected one integer per image"),
-    (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 12]}), "labels outside 0-9"),
-])
+@pytest.mark.parametrize(
+    "payload,problem",
+    [
+        (b"\x80\x02}q\x00(U\x04data", "not a readable pickle"),  # a pickle cut short
+        (pickle.dumps({b"labels": [1]}, protocol=2), "expected a dict with b'data'"),
+        (
+            pickle.dumps({b"data": np.zeros((2, 3000), np.uint8), b"labels": [1, 2]}),
+            r"\(2, 3000\) uint8, expected uint8 \(N, 3072\)",
+        ),
+        (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1]}), "expected one integer per image"),
+        (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 12]}), "labels outside 0-9"),
+    ],
+)
 def test_bad_batches_raise_data_error_naming_the_member(monkeypatch, tmp_path, payload, problem):
     batches = cifar_batches()
     tarball_in(monkeypatch, tmp_path, batches, skip=("data_batch_2",), extra_members=[("data_batch_2", payload)])

@@ -94,8 +94,14 @@ def test_no_network_raises_data_error_with_what_where_and_urls(monkeypatch, tmp_
     with pytest.raises(MissingDataError) as e:
         load_mnist(tmp_path, download=True)
     msg = str(e.value)
-    for part in ("download failed", "Name or service not known", "train-images-idx3-ubyte.gz",
-                 "t10k-labels-idx1-ubyte.gz", str(tmp_path / "mnist"), *mnist.MNIST_MIRRORS):
+    for part in (
+        "download failed",
+        "Name or service not known",
+        "train-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+        str(tmp_path / "mnist"),
+        *mnist.MNIST_MIRRORS,
+    ):
         assert part in msg
     assert calls == [m + "train-images-idx3-ubyte.gz" for m in mnist.MNIST_MIRRORS]  # both mirrors tried
     assert leftovers(tmp_path / "mnist") == []  # no temporary file left behind

@@ -19,8 +19,10 @@ def write_idx(path, array, type_code=0x08, compress=True):
 
 
 def test_bundled_files_have_the_published_md5():
-    published = {"t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-                 "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"}
+    published = {
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    }
     for name, md5 in published.items():
         assert hashlib.md5((BUNDLED_DIR / name).read_bytes()).hexdigest() == md5
 
@@ -56,8 +58,8 @@ def test_damaged_files_raise_data_error_naming_the_file(tmp_path):
     a = np.arange(60, dtype=np.uint8).reshape(3, 4, 5)
     good = write_idx(tmp_path / "good.gz", a).read_bytes()
     cases = {
-        "trunc.gz": good[: len(good) // 2],            # truncated gzip stream
-        "raw_short": gzip.decompress(good)[:-3],        # plain IDX missing its last bytes
+        "trunc.gz": good[: len(good) // 2],  # truncated gzip stream
+        "raw_short": gzip.decompress(good)[:-3],  # plain IDX missing its last bytes
         "magic": b"\x01\x02" + gzip.decompress(good)[2:],
     }
     for name, data in cases.items():

@@ -6,8 +6,17 @@ import shutil
 import numpy as np
 import pytest
 
-from minirso.data import (BUNDLED_DIR, DataError, MissingDataError, bundled_mnist_split, load_fashion_mnist,
-                          load_mnist, load_mnist_or_bundled, load_mnist_test, mnist)
+from minirso.data import (
+    BUNDLED_DIR,
+    DataError,
+    MissingDataError,
+    bundled_mnist_split,
+    load_fashion_mnist,
+    load_mnist,
+    load_mnist_or_bundled,
+    load_mnist_test,
+    mnist,
+)
 
 from .fakes import fake_mnist, gz_files, idx_bytes, md5, mnist_like, patch_idx_table, write_files
 
@@ -55,8 +64,13 @@ def test_load_mnist_reads_pixels_labels_and_normalises(monkeypatch, tmp_path):
 def test_plain_and_recompressed_copies_verify_by_content(monkeypatch, tmp_path):
     arrays = fake_mnist(monkeypatch, tmp_path / "elsewhere")
     d = tmp_path / "mnist"
-    write_files(d, {"train-images-idx3-ubyte": idx_bytes(arrays["train-images-idx3-ubyte.gz"]),  # gunzip-ed
-                    "t10k-images-idx3-ubyte": idx_bytes(arrays["t10k-images-idx3-ubyte.gz"])})
+    write_files(
+        d,
+        {
+            "train-images-idx3-ubyte": idx_bytes(arrays["train-images-idx3-ubyte.gz"]),  # gunzip-ed
+            "t10k-images-idx3-ubyte": idx_bytes(arrays["t10k-images-idx3-ubyte.gz"]),
+        },
+    )
     other_gzip = gz_files(arrays, mtime=123456)  # same content, another gzip header: another file md5
     write_files(d, {n: other_gzip[n] for n in ("train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz")})
     assert md5(other_gzip["train-labels-idx1-ubyte.gz"]) != mnist.MNIST_FILES["train-labels-idx1-ubyte.gz"][0]
@@ -116,16 +130,24 @@ def test_missing_files_without_download_name_the_files_and_the_directory(tmp_pat
     with pytest.raises(MissingDataError) as e:
         load_mnist(tmp_path, download=False)
     msg = str(e.value)
-    for name in ("train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", str(tmp_path / "mnist"),
-                 "https://ossci-datasets.s3.amazonaws.com/mnist/", "download=True", "MINIRSO_DATA"):
+    for name in (
+        "train-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+        str(tmp_path / "mnist"),
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "download=True",
+        "MINIRSO_DATA",
+    ):
         assert name in msg
     assert not (tmp_path / "mnist").exists()  # looking does not create directories
 
 
 def test_or_bundled_falls_back_to_the_bundled_split(tmp_path):
     ds, note = load_mnist_or_bundled(tmp_path)
-    assert note == (f"full MNIST not found in {tmp_path / 'mnist'}: using the bundled official MNIST test set "
-                    "split 8,000 train / 2,000 held-out")
+    assert note == (
+        f"full MNIST not found in {tmp_path / 'mnist'}: using the bundled official MNIST test set "
+        "split 8,000 train / 2,000 held-out"
+    )
     assert "\n" not in note and ds.name == "mnist-test-split" and str(BUNDLED_DIR) in ds.source
     for got, want in zip((ds.x_train, ds.y_train, ds.x_test, ds.y_test), bundled_mnist_split(8000)):
         np.testing.assert_array_equal(got, want)

@@ -23,8 +23,9 @@ def build(tmp_path_factory, name, source, *flags):
     d = tmp_path_factory.mktemp(name)
     src, so = d / f"{name}.c", d / f"{name}.so"
     src.write_text(source)
-    subprocess.run([cc, "-O2", *flags, "-shared", "-fPIC", "-o", str(so), str(src), "-lm"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [cc, "-O2", *flags, "-shared", "-fPIC", "-o", str(so), str(src), "-lm"], check=True, capture_output=True
+    )
     return ctypes.CDLL(str(so))
 
 

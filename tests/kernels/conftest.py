@@ -76,11 +76,15 @@ def lib(tmp_path_factory):
     """philox.cuh and the elementwise loop bodies built by the host C compiler, in a small C harness."""
     import ctypes
 
-    from ._host import F64, I64, P, U64
+    from ._host import F64, I64, U64, P
 
-    source = HARNESS % {"philox": kernels.PHILOX_SOURCE, "normal_op": kernels.NORMAL_OPERATION,
-                        "proposal_op": kernels.PROPOSAL_OPERATION, "move_op": kernels.MOVE_OPERATION,
-                        "mu_op": kernels.MU_OPERATION}
+    source = HARNESS % {
+        "philox": kernels.PHILOX_SOURCE,
+        "normal_op": kernels.NORMAL_OPERATION,
+        "proposal_op": kernels.PROPOSAL_OPERATION,
+        "move_op": kernels.MOVE_OPERATION,
+        "mu_op": kernels.MU_OPERATION,
+    }
     # -ffp-contract=off: no fused multiply-add, as the GPU kernel is built with --fmad=false
     lib = build(tmp_path_factory, "kernels", source, "-std=c99", "-ffp-contract=off")
     lib.words.argtypes = [U64, U64, U64, I64, P]

@@ -105,8 +105,9 @@ def test_one_raw_kernel_failing_to_build_leaves_the_others_on(fused, monkeypatch
     with fused.counting() as c:
         (u2, msgs) = caught_warnings(lambda: ml(net.params))
         x_rnn = r.standard_normal((5, 3, 2)).astype(np.float32)
-        out = kernels.rnn_tanh(x_rnn, np.full((4, 2), 0.3, np.float32), np.eye(4, dtype=np.float32),
-                               np.zeros(4, np.float32), True, True)
+        out = kernels.rnn_tanh(
+            x_rnn, np.full((4, 2), 0.3, np.float32), np.eye(4, dtype=np.float32), np.zeros(4, np.float32), True, True
+        )
         p, saved = np.ones(50, np.float32), np.zeros(50, np.float32)
         eps = kernels.amc_move(p, saved, np.zeros(50, np.float32), 0.01, 3, 11, 0)
     assert u2 == plain and msgs == []
@@ -118,8 +119,13 @@ def test_one_elementwise_kernel_failing_leaves_its_siblings_on(fused, monkeypatc
     """The scalar-sigma move fails to compile: amc_move with a scalar sigma returns None (x and saved untouched)
     after one warning naming it; with lambda sigma (its own kernel), normals and eq. (10) still launch."""
     spec = kernels.ELEMENTWISE["move_scalar"]
-    monkeypatch.setattr(by_name()["move_scalar"], "compiled", lambda xp: HOST.ElementwiseKernel(
-        spec.in_params, spec.out_params, "this is not C++;", "minirso_move_scalar", preamble=spec.preamble))
+    monkeypatch.setattr(
+        by_name()["move_scalar"],
+        "compiled",
+        lambda xp: HOST.ElementwiseKernel(
+            spec.in_params, spec.out_params, "this is not C++;", "minirso_move_scalar", preamble=spec.preamble
+        ),
+    )
     p, saved, mu = np.ones(40, np.float32), np.zeros(40, np.float32), np.zeros(40, np.float32)
     eps, msgs = caught_warnings(lambda: kernels.amc_move(p, saved, mu, 0.01, 3, 11, 0))
     assert eps is None and (p == 1).all() and (saved == 0).all()

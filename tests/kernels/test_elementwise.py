@@ -50,8 +50,9 @@ def test_amc_with_every_fused_kernel_takes_the_plain_decisions(fused, monkeypatc
 
     def run(on):
         net = models.mlp([29, 16, 16, 10], output="softmax", seed=4, init=("gaussian", 0.3))
-        opt = AMC(net.params, ModelLoss(net, x, y, "mse"), sigma0=0.05, epsilon=0.2, n_s=3,
-                  signal_norm=signal_norm, seed=9)
+        opt = AMC(
+            net.params, ModelLoss(net, x, y, "mse"), sigma0=0.05, epsilon=0.2, n_s=3, signal_norm=signal_norm, seed=9
+        )
         with monkeypatch.context() as m:
             if not on:
                 m.setattr(kernels, "enabled", lambda xp: False)

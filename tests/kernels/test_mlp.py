@@ -8,7 +8,8 @@ from minirso import kernels
 
 
 def _net(kind, seed):
-    from minirso import models, nn as mnn
+    from minirso import models
+    from minirso import nn as mnn
 
     if kind == "fig1":
         return models.mlp([29, 16, 16, 10], output="softmax", seed=seed), "mse"
@@ -20,8 +21,9 @@ def _net(kind, seed):
     return models.amc_deep_tanh(5, seed=seed, init="kaiming"), "mse"  # float regression targets
 
 
-@pytest.mark.parametrize("kind, n", [("fig1", 300), ("fig1", 256), ("relu_ce", 37), ("nobias_ce_sum", 513),
-                                     ("deep_tanh", 301)])
+@pytest.mark.parametrize(
+    "kind, n", [("fig1", 300), ("fig1", 256), ("relu_ce", 37), ("nobias_ce_sum", 513), ("deep_tanh", 301)]
+)
 def test_fused_mlp_loss_equals_the_plain_forward(fused, monkeypatch, kind, n):
     """ModelLoss with the kernel (first product + ONE launch) against its plain forward on the same
     parameters: Fig. 1 (softmax + MSE on one-hot labels), ReLU + mean cross-entropy at width 64 (the

@@ -24,24 +24,31 @@ CASES = [(0, 0, 0), (7, 1, 3), (2**63 + 12345, 2**33 + 5, 2**32 - 3), (123456789
 def test_header_constants_are_minirso_random_s():
     """minirso.random is the source of truth: the header's #define'd constants equal its PHILOX_* numbers,
     and Box-Muller's 2 pi and 2^-32 are the float64 numbers the array code uses."""
-    defines = dict(re.findall(r"^#define MINIRSO_PHILOX_(\w+) (0x[0-9A-Fa-f]+)(?:u|ull)\b", kernels.PHILOX_SOURCE,
-                              re.MULTILINE))
-    assert {k: int(v, 16) for k, v in defines.items()} == {"M0": mr.PHILOX_M0, "M1": mr.PHILOX_M1,
-                                                           "W0": mr.PHILOX_W0, "W1": mr.PHILOX_W1}
+    defines = dict(
+        re.findall(r"^#define MINIRSO_PHILOX_(\w+) (0x[0-9A-Fa-f]+)(?:u|ull)\b", kernels.PHILOX_SOURCE, re.MULTILINE)
+    )
+    assert {k: int(v, 16) for k, v in defines.items()} == {
+        "M0": mr.PHILOX_M0,
+        "M1": mr.PHILOX_M1,
+        "W0": mr.PHILOX_W0,
+        "W1": mr.PHILOX_W1,
+    }
     assert float("6.283185307179586") == 2.0 * np.pi and float("4294967296.0") == 2.0**32
     assert "cos(6.283185307179586 * u2)" in kernels.PHILOX_SOURCE and "(1.0 / 4294967296.0)" in kernels.PHILOX_SOURCE
 
 
 @pytest.mark.parametrize("seed, stream, offset", CASES)
 def test_philox_words_bit_identical(lib, seed, stream, offset):
-    np.testing.assert_array_equal(c_words(lib, seed, stream, offset, 1001),
-                                  mr.random_bits(seed, stream, offset, 1001, np))
+    np.testing.assert_array_equal(
+        c_words(lib, seed, stream, offset, 1001), mr.random_bits(seed, stream, offset, 1001, np)
+    )
 
 
 def test_philox_known_answer(lib):
     """Random123's kat_vectors for philox4x32-10, counter = key = 0: 6627e8d5 e169c58d bc57ac4c 9b00dbd8."""
-    np.testing.assert_array_equal(c_words(lib, 0, 0, 0, 4), np.array([0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8],
-                                                                      np.uint32))
+    np.testing.assert_array_equal(
+        c_words(lib, 0, 0, 0, 4), np.array([0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8], np.uint32)
+    )
 
 
 @pytest.mark.parametrize("seed, stream, offset", CASES)
@@ -99,8 +106,19 @@ def test_amc_move_and_mu_update(lib):
     for scale in (0.0173, lam_sigma):
         x, saved, eps = x0.copy(), np.full(p, np.nan, np.float32), np.full(p, np.nan, np.float32)
         is_array = isinstance(scale, np.ndarray)
-        lib.move(ptr(mu), ptr(scale) if is_array else None, int(is_array), 0.0 if is_array else scale, seed, stream,
-                 offset, p, ptr(x), ptr(saved), ptr(eps))
+        lib.move(
+            ptr(mu),
+            ptr(scale) if is_array else None,
+            int(is_array),
+            0.0 if is_array else scale,
+            seed,
+            stream,
+            offset,
+            p,
+            ptr(x),
+            ptr(saved),
+            ptr(eps),
+        )
         ref_eps = mu + scale * z
         np.testing.assert_array_equal(eps, ref_eps)
         np.testing.assert_array_equal(saved, x0)

@@ -64,8 +64,9 @@ def set_(tparam, value):
 
 
 def close(actual, expected, rtol=RTOL, atol=ATOL):
-    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64),
-                               rtol=rtol, atol=atol)
+    np.testing.assert_allclose(
+        np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64), rtol=rtol, atol=atol
+    )
 
 
 def torch_out(module, x):
@@ -170,8 +171,12 @@ def loop_rnn(x, w_ih, w_hh, b):
     for n in range(n_):
         h = [0.0] * h_
         for t in range(t_):
-            h = [math.tanh(sum(w_ih[j, i] * x[n, t, i] for i in range(i_))
-                           + sum(w_hh[j, k] * h[k] for k in range(h_)) + b[j]) for j in range(h_)]
+            h = [
+                math.tanh(
+                    sum(w_ih[j, i] * x[n, t, i] for i in range(i_)) + sum(w_hh[j, k] * h[k] for k in range(h_)) + b[j]
+                )
+                for j in range(h_)
+            ]
             seq[n, t] = h
     return seq
 
@@ -184,6 +189,7 @@ def loop_gru(x, w_ih, w_hh, b_ih, b_hh):
     for n in range(n_):
         h = [0.0] * h_
         for t in range(t_):
+
             def gi(row):
                 return sum(w_ih[row, i] * x[n, t, i] for i in range(i_)) + b_ih[row]
 
@@ -295,9 +301,14 @@ def test_batchnorm_matches_loops(xp, rng, shape, training):
     model.train(training)
     x = rand(xp, rng, shape, scale=2.0) + 0.7
     out = run(model, x)
-    expected = loop_batchnorm(host(x), host(bn.gamma), host(bn.beta), 1e-3,
-                              None if training else mean.astype(np.float64),
-                              None if training else var.astype(np.float64))
+    expected = loop_batchnorm(
+        host(x),
+        host(bn.gamma),
+        host(bn.beta),
+        1e-3,
+        None if training else mean.astype(np.float64),
+        None if training else var.astype(np.float64),
+    )
     close(out, expected, rtol=1e-5, atol=1e-5)
 
 
@@ -553,11 +564,14 @@ def test_layernorm_matches_torch(xp, rng, x_shape, norm_shape):
     close(run(model, x), torch_out(ref, x))
 
 
-@pytest.mark.parametrize("layer, x_shape, axes, param_shape", [
-    (lambda: mnn.BatchNorm2d(2), (84, 2, 28, 28), (0, 2, 3), (1, 2, 1, 1)),  # N H W = 65,856
-    (lambda: mnn.BatchNorm1d(3), (65_600, 3), (0,), (1, 3)),
-    (lambda: mnn.LayerNorm((4, 128, 128)), (2, 4, 128, 128), (1, 2, 3), (1, 4, 128, 128)),  # 65,536 per row
-])
+@pytest.mark.parametrize(
+    "layer, x_shape, axes, param_shape",
+    [
+        (lambda: mnn.BatchNorm2d(2), (84, 2, 28, 28), (0, 2, 3), (1, 2, 1, 1)),  # N H W = 65,856
+        (lambda: mnn.BatchNorm1d(3), (65_600, 3), (0,), (1, 3)),
+        (lambda: mnn.LayerNorm((4, 128, 128)), (2, 4, 128, 128), (1, 2, 3), (1, 4, 128, 128)),  # 65,536 per row
+    ],
+)
 def test_norm_layers_stay_float32_when_the_count_passes_65536(xp, rng, layer, x_shape, axes, param_shape):
     """A float32 input gives a float32 output whatever the reduced count.  CuPy 13 casts a Python int by
     its value (CuPy v13.6.0 _kernel.pyx, _min_scalar_type: 65,536 is a uint32, and float32 / uint32 is
@@ -603,10 +617,13 @@ SEQ_RTOL, SEQ_ATOL = 1e-4, 2e-5
 
 
 @pytest.mark.parametrize("return_sequences", [True, False])
-@pytest.mark.parametrize("cell, ours, theirs, n_in, hidden, scale", [
-    ("rnn", mnn.RNN, torch.nn.RNN, 4, 12, 0.3),
-    ("gru", mnn.GRU, torch.nn.GRU, 5, 9, 0.5),
-])
+@pytest.mark.parametrize(
+    "cell, ours, theirs, n_in, hidden, scale",
+    [
+        ("rnn", mnn.RNN, torch.nn.RNN, 4, 12, 0.3),
+        ("gru", mnn.GRU, torch.nn.GRU, 5, 9, 0.5),
+    ],
+)
 def test_recurrent_layer_matches_torch(xp, rng, return_sequences, cell, ours, theirs, n_in, hidden, scale):
     model = build([ours(n_in, hidden, return_sequences=return_sequences)], rng, scale=scale)
     ref = _torch_rnn(theirs, model.layers)
@@ -673,8 +690,9 @@ def test_dense_matches_torch(xp, rng, bias, n_in, n_out):
 
 def test_mlp_matches_torch(xp, rng):
     model = build([mnn.Flatten(), mnn.Dense(12, 9), mnn.Tanh(), mnn.Dense(9, 4), mnn.Softmax()], rng)
-    ref = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 9), torch.nn.Tanh(),
-                              torch.nn.Linear(9, 4), torch.nn.Softmax(dim=-1))
+    ref = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(12, 9), torch.nn.Tanh(), torch.nn.Linear(9, 4), torch.nn.Softmax(dim=-1)
+    )
     for k in (1, 3):
         set_(ref[k].weight, model.layers[k].weight)
         set_(ref[k].bias, model.layers[k].bias)
@@ -727,8 +745,12 @@ class _TorchResidual(torch.nn.Module):
 @pytest.mark.parametrize("projection", [False, True])
 def test_residual_matches_torch(xp, rng, projection, training):
     cout, stride = (6, 2) if projection else (4, 1)
-    body = [mnn.Conv2d(4, cout, 3, stride=stride, padding=1), mnn.BatchNorm2d(cout), mnn.ReLU(),
-            mnn.Conv2d(cout, cout, 3, padding=1, bias=False)]
+    body = [
+        mnn.Conv2d(4, cout, 3, stride=stride, padding=1),
+        mnn.BatchNorm2d(cout),
+        mnn.ReLU(),
+        mnn.Conv2d(cout, cout, 3, padding=1, bias=False),
+    ]
     shortcut = [mnn.Conv2d(4, cout, 1, stride=stride, bias=False), mnn.BatchNorm2d(cout)] if projection else None
     model = build([mnn.Conv2d(3, 4, 3, padding=1), mnn.Residual(body, shortcut), mnn.ReLU()], rng, scale=0.4)
     res = model.layers[1]
@@ -736,8 +758,12 @@ def test_residual_matches_torch(xp, rng, projection, training):
         bn.running_mean[...] = xp.asarray(rng.standard_normal(cout).astype(np.float32))
         bn.running_var[...] = xp.asarray(rng.uniform(0.2, 3.0, cout).astype(np.float32))
 
-    tbody = torch.nn.Sequential(torch.nn.Conv2d(4, cout, 3, stride=stride, padding=1), torch.nn.BatchNorm2d(cout),
-                                torch.nn.ReLU(), torch.nn.Conv2d(cout, cout, 3, padding=1, bias=False))
+    tbody = torch.nn.Sequential(
+        torch.nn.Conv2d(4, cout, 3, stride=stride, padding=1),
+        torch.nn.BatchNorm2d(cout),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+    )
     _copy_conv(tbody[0], res.body[0])
     _copy_bn(tbody[1], res.body[1])
     _copy_conv(tbody[3], res.body[3])
@@ -775,12 +801,15 @@ def _msg(name, expect):
 
 BAD_INPUT_CASES = [
     # layer factory, expected-shape text, a good input shape, wrong shapes (ndim and size)
-    (lambda: mnn.Conv2d(16, 8, 3, name="conv1"), "(N, 16, H, W)", (2, 16, 5, 6),
-     [(16, 5, 6), (2, 16, 5, 6, 1), (2, 15, 5, 6), (2, 6, 5, 16)]),
+    (
+        lambda: mnn.Conv2d(16, 8, 3, name="conv1"),
+        "(N, 16, H, W)",
+        (2, 16, 5, 6),
+        [(16, 5, 6), (2, 16, 5, 6, 1), (2, 15, 5, 6), (2, 6, 5, 16)],
+    ),
     (lambda: mnn.Dense(10, 3, name="fc1"), "(N, 10)", (4, 10), [(10,), (4, 2, 10), (4, 9), (10, 4)]),
     (lambda: mnn.BatchNorm2d(6, name="bn1"), "(N, 6, H, W)", (3, 6, 4, 5), [(3, 6, 4), (3, 5, 4, 5), (3, 4, 5, 6)]),
-    (lambda: mnn.BatchNorm1d(5, name="bn2"), "(N, 5) or (N, 5, L)", (3, 5),
-     [(5,), (3, 5, 2, 2), (3, 4), (3, 4, 5)]),
+    (lambda: mnn.BatchNorm1d(5, name="bn2"), "(N, 5) or (N, 5, L)", (3, 5), [(5,), (3, 5, 2, 2), (3, 4), (3, 4, 5)]),
     (lambda: mnn.LayerNorm((4, 5), name="ln1"), "(N, ..., 4, 5)", (3, 4, 5), [(4, 5), (3, 5, 4), (3, 4, 6), (5,)]),
     (lambda: mnn.LayerNorm(7, name="ln2"), "(N, ..., 7)", (3, 7), [(7,), (3, 6), (3, 7, 2)]),
     (lambda: mnn.RNN(3, 8, name="rnn1"), "(N, T, 3)", (2, 5, 3), [(5, 3), (2, 5, 3, 1), (2, 5, 4), (2, 3, 5)]),
@@ -879,18 +908,29 @@ def _torch_rnn_last(cls, layer):
 
 FP16_CASES = [
     # minirso layer, torch module builder (given the bound minirso layer), input shape
-    ("conv", lambda: mnn.Conv2d(3, 4, (3, 2), stride=2, padding=1),
-     lambda l: _with(torch.nn.Conv2d(3, 4, (3, 2), stride=2, padding=1), weight=l.weight, bias=l.bias), (3, 3, 7, 6)),
+    (
+        "conv",
+        lambda: mnn.Conv2d(3, 4, (3, 2), stride=2, padding=1),
+        lambda l: _with(torch.nn.Conv2d(3, 4, (3, 2), stride=2, padding=1), weight=l.weight, bias=l.bias),
+        (3, 3, 7, 6),
+    ),
     ("dense", lambda: mnn.Dense(6, 4), lambda l: _with(torch.nn.Linear(6, 4), weight=l.weight, bias=l.bias), (5, 6)),
-    ("bn2d", lambda: mnn.BatchNorm2d(3), lambda l: _with(torch.nn.BatchNorm2d(3), weight=l.gamma, bias=l.beta),
-     (4, 3, 5, 6)),
-    ("bn1d", lambda: mnn.BatchNorm1d(3), lambda l: _with(torch.nn.BatchNorm1d(3), weight=l.gamma, bias=l.beta),
-     (6, 3)),
-    ("ln", lambda: mnn.LayerNorm((4, 5)), lambda l: _with(torch.nn.LayerNorm((4, 5)), weight=l.gamma, bias=l.beta),
-     (3, 4, 5)),
+    (
+        "bn2d",
+        lambda: mnn.BatchNorm2d(3),
+        lambda l: _with(torch.nn.BatchNorm2d(3), weight=l.gamma, bias=l.beta),
+        (4, 3, 5, 6),
+    ),
+    ("bn1d", lambda: mnn.BatchNorm1d(3), lambda l: _with(torch.nn.BatchNorm1d(3), weight=l.gamma, bias=l.beta), (6, 3)),
+    (
+        "ln",
+        lambda: mnn.LayerNorm((4, 5)),
+        lambda l: _with(torch.nn.LayerNorm((4, 5)), weight=l.gamma, bias=l.beta),
+        (3, 4, 5),
+    ),
     ("avgpool", lambda: mnn.AvgPool2d(3, 2, 1), lambda l: torch.nn.AvgPool2d(3, 2, 1), (2, 3, 7, 6)),
     ("maxpool", lambda: mnn.MaxPool2d(3, 2, 1), lambda l: torch.nn.MaxPool2d(3, 2, 1), (2, 3, 7, 6)),
-    ("gap", lambda: mnn.GlobalAvgPool2d(), lambda l: (lambda t: t.mean(dim=(2, 3))), (2, 3, 7, 6)),
+    ("gap", lambda: mnn.GlobalAvgPool2d(), lambda l: lambda t: t.mean(dim=(2, 3)), (2, 3, 7, 6)),
     ("relu", lambda: mnn.ReLU(), lambda l: torch.nn.ReLU(), (4, 5)),
     ("tanh", lambda: mnn.Tanh(), lambda l: torch.nn.Tanh(), (4, 5)),
     ("softmax", lambda: mnn.Softmax(), lambda l: torch.nn.Softmax(dim=-1), (4, 5)),

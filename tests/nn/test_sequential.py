@@ -6,7 +6,15 @@ import pytest
 import minirso
 from minirso import models
 from minirso.nn import (
-    BatchNorm1d, BatchNorm2d, Conv2d, Dense, LayerNorm, ReLU, Residual, Sequential, Tanh,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dense,
+    LayerNorm,
+    ReLU,
+    Residual,
+    Sequential,
+    Tanh,
 )
 
 
@@ -135,7 +143,9 @@ def test_layer_inputs_equals_direct_layer_by_layer_computation(xp, rng):
         a = layer(a)
     # a cache can itself be the start: inputs of layer 9 computed from the inputs of layer 4
     from4 = model.layer_inputs(model.layer_inputs(x, 4), 9, start=4, chunk_size=2)
-    np.testing.assert_allclose(minirso.to_numpy(from4), minirso.to_numpy(model.layer_inputs(x, 9)), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        minirso.to_numpy(from4), minirso.to_numpy(model.layer_inputs(x, 9)), rtol=1e-6, atol=1e-6
+    )
     half = model.layer_inputs(x, 3, dtype=np.float16)
     assert half.dtype == np.float16 and half.shape == (7, 16, 28, 28)
 
@@ -205,8 +215,13 @@ def test_default_names_and_parameter_names():
     model = Sequential([Conv2d(1, 2, 3), BatchNorm2d(2), ReLU(), Residual([Conv2d(2, 2, 1)])])
     assert [l.name for l in model.layers] == ["conv2d0", "batchnorm2d1", "relu2", "residual3"]
     assert [g.name for g in model.param_groups] == [
-        "conv2d0.weight", "conv2d0.bias", "batchnorm2d1.gamma", "batchnorm2d1.beta",
-        "residual3.body0.weight", "residual3.body0.bias"]
+        "conv2d0.weight",
+        "conv2d0.bias",
+        "batchnorm2d1.gamma",
+        "batchnorm2d1.beta",
+        "residual3.body0.weight",
+        "residual3.body0.bias",
+    ]
 
 
 def test_invalid_init_scheme():
@@ -243,12 +258,17 @@ def _trained_looking_bn_net(xp, rng):
 
 def _snapshot(model):
     """Everything predict must leave alone: params, buffers, modes, signal-norm flags and records."""
+
     def raw(a):
         return minirso.to_numpy(a).tobytes()
 
     layers = [l for _, l, _ in model.named_layers()]
-    return (raw(model.params), {k: raw(v) for k, v in model.buffers().items()}, model.training,
-            [(l.training, l.recording, {k: raw(v) for k, v in l._stat_sum.items()}, dict(l._stat_count)) for l in layers])
+    return (
+        raw(model.params),
+        {k: raw(v) for k, v in model.buffers().items()},
+        model.training,
+        [(l.training, l.recording, {k: raw(v) for k, v in l._stat_sum.items()}, dict(l._stat_count)) for l in layers],
+    )
 
 
 @pytest.mark.parametrize("training", [True, False])

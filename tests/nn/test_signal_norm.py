@@ -158,7 +158,7 @@ def test_conv2d_matches_explicit_patch_loops(xp, rng, kernel, stride, padding):
     q, (ho, wo) = conv_expected_q(x, kernel, stride, padding)
     lam = collect_lambda(model, on(xp, x))
     assert model(on(xp, x)).shape == (2, 3, ho, wo)
-    np.testing.assert_allclose(part(model, lam, "conv2d0.weight"), np.full((3, 2) + kernel, q ** -0.5), rtol=RTOL)
+    np.testing.assert_allclose(part(model, lam, "conv2d0.weight"), np.full((3, 2) + kernel, q**-0.5), rtol=RTOL)
     np.testing.assert_array_equal(part(model, lam, "conv2d0.bias"), np.ones(3, np.float32))
 
 
@@ -174,7 +174,7 @@ def test_conv2d_hand_example_stride_two(xp):
     q = mean(1, 4, 9, 16) = 7.5."""
     model = Sequential(Conv2d(1, 1, 2, stride=2, padding=1), seed=0)
     lam = collect_lambda(model, on(xp, [[[[1.0, 2.0], [3.0, 4.0]]]]))
-    np.testing.assert_allclose(part(model, lam, "conv2d0.weight"), np.full((1, 1, 2, 2), 7.5 ** -0.5), rtol=RTOL)
+    np.testing.assert_allclose(part(model, lam, "conv2d0.weight"), np.full((1, 1, 2, 2), 7.5**-0.5), rtol=RTOL)
 
 
 # ---- two-layer net -------------------------------------------------------------------------------
@@ -194,8 +194,8 @@ def test_second_layer_uses_previous_activations(xp, rng):
     q1 = sum(float(x[a, i]) ** 2 for a in range(5) for i in range(3)) / 5
     q2 = sum(s[a, i] ** 2 for a in range(5) for i in range(4)) / 5
 
-    np.testing.assert_allclose(part(model, lam, "dense0.weight"), np.full((4, 3), q1 ** -0.5), rtol=RTOL)
-    np.testing.assert_allclose(part(model, lam, "dense2.weight"), np.full((2, 4), q2 ** -0.5), rtol=RTOL)
+    np.testing.assert_allclose(part(model, lam, "dense0.weight"), np.full((4, 3), q1**-0.5), rtol=RTOL)
+    np.testing.assert_allclose(part(model, lam, "dense2.weight"), np.full((2, 4), q2**-0.5), rtol=RTOL)
     np.testing.assert_array_equal(part(model, lam, "dense0.bias"), np.ones(4, np.float32))
     np.testing.assert_array_equal(part(model, lam, "dense2.bias"), np.ones(2, np.float32))
     assert q1 != pytest.approx(q2, rel=1e-2)  # the two layers really see different signals
@@ -311,7 +311,7 @@ def test_batchnorm2d_gamma_train_mode(xp, rng):
         var = ((vals - mean) ** 2).sum() / vals.size  # biased: what train mode normalises with
         xhat2 = sum(((v - mean) / math.sqrt(var + eps)) ** 2 for v in vals) / vals.size
         assert xhat2 == pytest.approx(var / (var + eps), rel=1e-9)
-        expected[c] = xhat2 ** -0.5
+        expected[c] = xhat2**-0.5
     assert expected[0] > 1.01  # the eps effect is visible, so a lambda of 1 would fail
     np.testing.assert_allclose(part(model, lam, "batchnorm2d0.gamma"), expected, rtol=RTOL)
     np.testing.assert_array_equal(part(model, lam, "batchnorm2d0.beta"), np.ones(2, np.float32))
@@ -327,7 +327,7 @@ def test_batchnorm_eval_mode_uses_running_statistics(xp):
     lam = collect_lambda(model, on(xp, x))
     q0 = ((1 - 0.5) ** 2 + (3 - 0.5) ** 2 + (-1 - 0.5) ** 2) / 4.0 / 3  # (x - mean)^2 / var, averaged
     q1 = ((-2 - 1) ** 2 + (0 - 1) ** 2 + (4 - 1) ** 2) / 0.25 / 3
-    np.testing.assert_allclose(part(model, lam, "batchnorm1d0.gamma"), [q0 ** -0.5, q1 ** -0.5], rtol=RTOL)
+    np.testing.assert_allclose(part(model, lam, "batchnorm1d0.gamma"), [q0**-0.5, q1**-0.5], rtol=RTOL)
 
 
 def test_batchnorm1d_sequence_input_averages_over_batch_and_length(xp, rng):
@@ -382,7 +382,7 @@ def test_layer_after_dead_relu_gets_zero_lambda(xp):
     set_param(model, "dense0.bias", [-1.0, -2.0, -0.5], xp)  # ReLU kills everything
     lam = collect_lambda(model, on(xp, [[1.0, 2.0], [3.0, 0.0]]))
     assert np.all(np.isfinite(lam))
-    np.testing.assert_allclose(part(model, lam, "dense0.weight"), np.full((3, 2), 7 ** -0.5), rtol=RTOL)
+    np.testing.assert_allclose(part(model, lam, "dense0.weight"), np.full((3, 2), 7**-0.5), rtol=RTOL)
     np.testing.assert_array_equal(part(model, lam, "dense2.weight"), np.zeros((2, 3), np.float32))
     np.testing.assert_array_equal(part(model, lam, "dense2.bias"), np.ones(2, np.float32))
 
@@ -412,7 +412,12 @@ def test_rnn_zero_input_zero_lambda(xp):
 # ---- chunking and resets -------------------------------------------------------------------------
 def _chunk_model():
     return Sequential(
-        Conv2d(2, 3, 3, padding=1, stride=2), Tanh(), minirso.nn.Flatten(), Dense(3 * 2 * 2, 4), Tanh(), Dense(4, 2),
+        Conv2d(2, 3, 3, padding=1, stride=2),
+        Tanh(),
+        minirso.nn.Flatten(),
+        Dense(3 * 2 * 2, 4),
+        Tanh(),
+        Dense(4, 2),
         seed=7,
     )
 
@@ -425,7 +430,7 @@ def test_chunks_equal_one_pass(xp, rng):
     np.testing.assert_allclose(chunked, whole, rtol=RTOL)
     # and the hand value for the first layer, to be sure the whole-data value itself is the data average
     q, _ = conv_expected_q(x, (3, 3), (2, 2), (1, 1))
-    np.testing.assert_allclose(part(model, chunked, "conv2d0.weight"), np.full((3, 2, 3, 3), q ** -0.5), rtol=RTOL)
+    np.testing.assert_allclose(part(model, chunked, "conv2d0.weight"), np.full((3, 2, 3, 3), q**-0.5), rtol=RTOL)
 
 
 def test_chunks_equal_one_pass_recurrent(xp, rng):
@@ -441,7 +446,7 @@ def test_entering_signal_stats_again_resets(xp):
     big, small = on(xp, [[10.0, 10.0]]), on(xp, [[1.0, 2.0], [3.0, 0.0]])
     collect_lambda(model, big)
     lam = collect_lambda(model, small)  # new block: the first block's data must be forgotten
-    np.testing.assert_allclose(part(model, lam, "dense0.weight"), np.full((2, 2), 7 ** -0.5), rtol=RTOL)
+    np.testing.assert_allclose(part(model, lam, "dense0.weight"), np.full((2, 2), 7**-0.5), rtol=RTOL)
 
 
 def test_forward_outside_block_does_not_record(xp):

@@ -31,6 +31,7 @@ _np = minirso.to_numpy
 
 # ---- helpers ------------------------------------------------------------------------------------
 
+
 def rosenbrock(p) -> float:
     """The paper's eq. (6): f(x, y) = (1 - x)^2 + 100 (y - x^2)^2 (global minimum 0 at (1, 1))."""
     x, y = float(p[0]), float(p[1])
@@ -91,22 +92,22 @@ def reference_amc(x0, U, steps, *, sigma0, epsilon=0.0, n_s=math.inf, decay=0.95
     out = []
     for n in range(steps):
         z = z_of(seed, n, P, x0)
-        e = mu + sigma * z                                   # eq. (9), lambda = 1
+        e = mu + sigma * z  # eq. (9), lambda = 1
         xn = x + e
         un = U(xp.asarray(xn))
         if not math.isfinite(un):
             acc = False
         elif un <= u:
             acc = True
-        elif T > 0:                                          # note [60]
+        elif T > 0:  # note [60]
             xi = float(uniform(seed, STREAM_ACCEPT, n, 1, np)[0])
             acc = xi < math.exp((u - un) / T)
         else:
             acc = False
-        if acc:                                              # step 3
+        if acc:  # step 3
             x, u, ncr = xn, un, 0
-            mu = mu + epsilon * (e - mu)                     # eq. (10)
-        else:                                                # step 4
+            mu = mu + epsilon * (e - mu)  # eq. (10)
+        else:  # step 4
             ncr += 1
             if ncr == n_s:
                 ncr, sigma, mu = 0, sigma * decay, np.zeros(P)
@@ -117,9 +118,9 @@ def reference_amc(x0, U, steps, *, sigma0, epsilon=0.0, n_s=math.inf, decay=0.95
 def hand_lambda_mlp(w1, b1, w2, x):
     """eq. (17)-(18) for a 2-layer tanh MLP, in float64: weights of layer l get (mean_alpha sum_i S_i^2)^(-1/2)."""
     x = x.astype(np.float64)
-    h = np.tanh(x @ w1.T + b1)                              # outputs S of the hidden neurons
-    lam1 = (np.mean(np.sum(x * x, axis=1))) ** -0.5         # every neuron of fc1 sees all inputs x_i
-    lam2 = (np.mean(np.sum(h * h, axis=1))) ** -0.5         # every neuron of fc2 sees all hidden outputs
+    h = np.tanh(x @ w1.T + b1)  # outputs S of the hidden neurons
+    lam1 = (np.mean(np.sum(x * x, axis=1))) ** -0.5  # every neuron of fc1 sees all inputs x_i
+    lam2 = (np.mean(np.sum(h * h, axis=1))) ** -0.5  # every neuron of fc2 sees all hidden outputs
     return lam1, lam2
 
 
@@ -128,6 +129,7 @@ def groups(model):
 
 
 # ---- 1. Fig. 3: adaptivity speeds convergence on the Rosenbrock function -------------------------
+
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_rosenbrock_larger_epsilon_reaches_minimum_faster(xp, seed):
@@ -154,6 +156,7 @@ def test_rosenbrock_larger_epsilon_reaches_minimum_faster(xp, seed):
 
 # ---- 2. step 4: sigma decay after exactly n_s consecutive rejections ------------------------------
 
+
 @pytest.mark.parametrize("n_s", [1, 4, 7])
 def test_sigma_decays_after_exactly_n_s_consecutive_rejections(xp, n_s):
     """Sec. III A step 4: after n_s consecutive rejections sigma -> 0.95 sigma, mu -> 0, n_cr -> 0.
@@ -168,7 +171,7 @@ def test_sigma_decays_after_exactly_n_s_consecutive_rejections(xp, n_s):
         info = opt.step()
         assert not info["accepted"]
         decays = k // n_s
-        assert opt.sigma == pytest.approx(0.02 * 0.95 ** decays, rel=1e-15), k
+        assert opt.sigma == pytest.approx(0.02 * 0.95**decays, rel=1e-15), k
         assert opt.n_cr == k % n_s, k
         if k < n_s:
             assert np.all(_np(opt.mu) != 0), k  # not yet reset after n_s - 1 rejections
@@ -201,6 +204,7 @@ def test_acceptance_resets_consecutive_rejection_count():
 
 # ---- 3. eq. (9)-(10): the proposal and the mu update by hand -------------------------------------
 
+
 def test_mu_update_and_params_match_eq_10_by_hand(xp):
     """Eqs. (9)-(10): eps_n = mu + sigma z_n with z_n = normal(seed, STREAM_PROPOSAL, n*P, P);
     accept: x += eps_n, mu += epsilon (eps_n - mu); reject: x and mu unchanged."""
@@ -232,11 +236,14 @@ def test_mu_update_and_params_match_eq_10_by_hand(xp):
     np.testing.assert_allclose(_np(opt.mu), mu2 + 0.3 * (eps3 - mu2), atol=1e-14)
 
 
-@pytest.mark.parametrize("cfg", [
-    dict(sigma0=0.05, epsilon=0.1, n_s=20),
-    dict(sigma0=0.2, epsilon=0.5, n_s=3, decay=0.7),
-    dict(sigma0=0.05, epsilon=0.05, n_s=5, T=2.0),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(sigma0=0.05, epsilon=0.1, n_s=20),
+        dict(sigma0=0.2, epsilon=0.5, n_s=3, decay=0.7),
+        dict(sigma0=0.05, epsilon=0.05, n_s=5, T=2.0),
+    ],
+)
 def test_trajectory_matches_direct_loop_of_section_III_A(xp, cfg):
     """Sec. III A steps 1-4 and note [60], written out as a plain loop in this file (reference_amc):
     the library's positions, mu, sigma, n_cr, loss and decisions agree at every step (float64 params)."""
@@ -266,6 +273,7 @@ def test_trajectory_matches_direct_loop_of_section_III_A(xp, cfg):
 
 # ---- 4. eq. (17)-(18): signal norm sets sigma_i = lambda_i sigma ---------------------------------
 
+
 def test_signal_norm_step_is_lambda_times_sigma(xp):
     """Sec. II E / III B, eqs. (9), (17), (18): with epsilon = 0 (mu = 0) an accepted move changes
     x_i by lambda_i sigma z_i, lambda_i = (mean over data of sum_{i->j} S_i^2)^(-1/2) for weights,
@@ -273,8 +281,7 @@ def test_signal_norm_step_is_lambda_times_sigma(xp):
     seed, sigma = 4, 0.1
     model = mlp([3, 4, 2], seed=2)
     x, y = make_data(xp, n=30, d=3, classes=2, seed=11)
-    opt = AMC(model.params, ModelLoss(model, x, y), sigma0=sigma, epsilon=0.0, n_s=1000, signal_norm=True,
-              seed=seed)
+    opt = AMC(model.params, ModelLoss(model, x, y), sigma0=sigma, epsilon=0.0, n_s=1000, signal_norm=True, seed=seed)
     g = groups(model)
     xn = _np(x)
     checked, lams = 0, []
@@ -338,6 +345,7 @@ def test_signal_norm_minibatch_uses_the_selected_rows(xp):
 
 # ---- 5. note [60]: Metropolis acceptance at T > 0 -------------------------------------------------
 
+
 class UphillLoss:
     """Batch-learning loss for which every proposal is uphill by exactly dU: the proposal after
     ``a`` accepted moves costs (a + 1) dU while the current state costs a dU."""
@@ -396,18 +404,26 @@ RESUME_CASES = {
     "minibatch": dict(sigma0=0.05, epsilon=0.2, n_s=3, batch_size=16),
     "signal_norm": dict(sigma0=0.05, epsilon=0.2, n_s=3, signal_norm=True),
     "signal_norm_minibatch": dict(sigma0=0.05, epsilon=0.2, n_s=3, signal_norm=True, batch_size=12),
-    "progressive": dict(sigma0=0.05, epsilon=0.2, n_s=3, progressive=True, batch_size=2,
-                        progressive_threshold=0.3),
+    "progressive": dict(sigma0=0.05, epsilon=0.2, n_s=3, progressive=True, batch_size=2, progressive_threshold=0.3),
     "temperature": dict(sigma0=0.05, epsilon=0.2, n_s=3, temperature=0.02),
     "temperature_minibatch": dict(sigma0=0.05, epsilon=0.1, n_s=4, temperature=0.02, batch_size=10),
 }
 
 
 def _snapshot(opt, model):
-    return dict(params=_np(model.params).copy(), mu=_np(opt.mu).copy(), sigma=opt.sigma, n_cr=opt.n_cr,
-                loss=opt.loss, step_count=opt.step_count, batch=opt.batch, accepted=opt.accepted,
-                rejected=opt.rejected, nonfinite=opt.nonfinite,
-                lam=None if opt.lam is None else _np(opt.lam).copy())
+    return dict(
+        params=_np(model.params).copy(),
+        mu=_np(opt.mu).copy(),
+        sigma=opt.sigma,
+        n_cr=opt.n_cr,
+        loss=opt.loss,
+        step_count=opt.step_count,
+        batch=opt.batch,
+        accepted=opt.accepted,
+        rejected=opt.rejected,
+        nonfinite=opt.nonfinite,
+        lam=None if opt.lam is None else _np(opt.lam).copy(),
+    )
 
 
 @pytest.mark.parametrize("case", list(RESUME_CASES))
@@ -483,6 +499,7 @@ def test_resume_plain_function_metropolis_at_temperature(xp):
 
 # ---- 7. seeding -----------------------------------------------------------------------------------
 
+
 def test_same_seed_same_trajectory_different_seed_differs(xp):
     """All randomness is a function of (seed, stream, counter): same seed -> identical trajectory
     (minibatch, signal norm, eps > 0); a different seed -> different proposals and data."""
@@ -490,8 +507,16 @@ def test_same_seed_same_trajectory_different_seed_differs(xp):
 
     def run(seed):
         model = mlp([5, 6, 3], seed=3)
-        opt = AMC(model.params, ModelLoss(model, x, y), sigma0=0.05, epsilon=0.2, n_s=3, signal_norm=True,
-                  batch_size=10, seed=seed)
+        opt = AMC(
+            model.params,
+            ModelLoss(model, x, y),
+            sigma0=0.05,
+            epsilon=0.2,
+            n_s=3,
+            signal_norm=True,
+            batch_size=10,
+            seed=seed,
+        )
         losses = [opt.step()["loss"] for _ in range(20)]
         return _np(model.params).copy(), losses
 
@@ -506,27 +531,31 @@ def test_same_seed_same_trajectory_different_seed_differs(xp):
 
 # ---- 8. validation ------------------------------------------------------------------------------
 
+
 def _model_loss(xp, n=40):
     model = mlp([5, 6, 3], seed=3)
     x, y = make_data(xp, n=n)
     return model, ModelLoss(model, x, y)
 
 
-@pytest.mark.parametrize("kwargs,name", [
-    (dict(sigma0=0.0), "sigma0"),
-    (dict(sigma0=-1e-3), "sigma0"),
-    (dict(sigma0=math.nan), "sigma0"),
-    (dict(n_s=0), "n_s"),
-    (dict(n_s=-3), "n_s"),
-    (dict(temperature=-0.1), "temperature"),
-    (dict(decay=0.0), "decay"),
-    (dict(decay=1.0), "decay"),
-    (dict(decay=1.5), "decay"),
-    (dict(batch_size=41), "batch_size"),
-    (dict(batch_size=0), "batch_size"),
-    (dict(epsilon=math.inf), "epsilon"),
-    (dict(seed=-1), "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        (dict(sigma0=0.0), "sigma0"),
+        (dict(sigma0=-1e-3), "sigma0"),
+        (dict(sigma0=math.nan), "sigma0"),
+        (dict(n_s=0), "n_s"),
+        (dict(n_s=-3), "n_s"),
+        (dict(temperature=-0.1), "temperature"),
+        (dict(decay=0.0), "decay"),
+        (dict(decay=1.0), "decay"),
+        (dict(decay=1.5), "decay"),
+        (dict(batch_size=41), "batch_size"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(epsilon=math.inf), "epsilon"),
+        (dict(seed=-1), "seed"),
+    ],
+)
 def test_invalid_hyperparameters_raise_value_error_naming_them(xp, kwargs, name):
     """Sec. III A hyperparameters: invalid values raise ValueError naming the parameter."""
     model, loss = _model_loss(xp)
@@ -552,8 +581,18 @@ def test_invalid_params_and_losses_raise_value_error(xp):
         AMC(p, "rosenbrock")
 
 
-@pytest.mark.parametrize("changed", [dict(epsilon=0.2), dict(batch_size=8), dict(n_s=7), dict(seed=4),
-                                     dict(signal_norm=True), dict(temperature=0.1), dict(decay=0.9)])
+@pytest.mark.parametrize(
+    "changed",
+    [
+        dict(epsilon=0.2),
+        dict(batch_size=8),
+        dict(n_s=7),
+        dict(seed=4),
+        dict(signal_norm=True),
+        dict(temperature=0.1),
+        dict(decay=0.9),
+    ],
+)
 def test_load_state_dict_with_other_hyperparameters_raises(xp, changed):
     """Resuming with different hyperparameters would silently change the trajectory: ValueError naming it."""
     base = dict(sigma0=0.05, epsilon=0.1, n_s=5, batch_size=16, seed=3)
@@ -569,11 +608,11 @@ def test_load_state_dict_with_other_hyperparameters_raises(xp, changed):
     # the unchanged configuration loads fine, and a Metropolis state is refused by AMC
     AMC(model2.params, loss2, **base).load_state_dict(sd)
     with pytest.raises(ValueError, match="Metropolis"):
-        AMC(model2.params, loss2, **base).load_state_dict(
-            Metropolis(model2.params, loss2, batch_size=16).state_dict())
+        AMC(model2.params, loss2, **base).load_state_dict(Metropolis(model2.params, loss2, batch_size=16).state_dict())
 
 
 # ---- 9. non-finite losses -------------------------------------------------------------------------
+
 
 def test_nonfinite_proposal_loss_is_rejected_and_counted(xp):
     """A NaN / +inf / -inf proposal loss is always rejected (counted in ``nonfinite``); x is restored
@@ -583,7 +622,7 @@ def test_nonfinite_proposal_loss_is_rejected_and_counted(xp):
     p = xp.asarray(np.array([0.4, -0.9, 1.3], dtype=np.float32))
     opt = AMC(p, ScriptedLoss(vals), sigma0=0.1, epsilon=0.2, n_s=4, seed=2)
     for n, acc in enumerate(accepted):
-        before, mu_before = _np(p).copy(), _np(opt.mu).copy()
+        before = _np(p).copy()
         info = opt.step()
         assert info["accepted"] is acc, n
         after = _np(p)
@@ -610,6 +649,7 @@ def test_nonfinite_initial_loss_accepts_first_finite_proposal(xp):
 
 
 # ---- 10. cost: loss evaluations per step ----------------------------------------------------------
+
 
 class CountingLoss(ModelLoss):
     def __init__(self, *a, **k):
@@ -652,6 +692,7 @@ def test_loss_evaluations_per_step(xp, monkeypatch, signal_norm, batch_size):
 
 # ---- 11. progressive batching (sec. II F) -------------------------------------------------------
 
+
 def _hand_error(params, g, x, y, rows):
     """Classification error of the 2-layer tanh MLP on rows ``rows``, in float64 from the weights."""
     w1 = params[g["fc1.weight"].slice].reshape(g["fc1.weight"].shape)
@@ -670,8 +711,18 @@ def test_progressive_batching_doubles_and_resets(xp):
     model = mlp([5, 6, 3], seed=3)
     x, y = make_data(xp, n=N, seed=31)
     loss = RecordingModelLoss(model, x, y)
-    opt = AMC(model.params, loss, sigma0=sigma0, epsilon=0.4, n_s=2, decay=0.5, batch_size=B0, progressive=True,
-              progressive_threshold=thr, seed=13)
+    opt = AMC(
+        model.params,
+        loss,
+        sigma0=sigma0,
+        epsilon=0.4,
+        n_s=2,
+        decay=0.5,
+        batch_size=B0,
+        progressive=True,
+        progressive_threshold=thr,
+        seed=13,
+    )
     xn, yn = _np(x).astype(np.float64), _np(y)
     g = groups(model)
     batches, doublings, resets_seen = [B0], 0, 0
@@ -716,6 +767,7 @@ def test_progressive_batching_starts_at_500(xp):
 
 # ---- 12. Metropolis is aMC with epsilon = 0, n_s = infinity ------------------------------------
 
+
 @pytest.mark.parametrize("T,batch_size", [(0.0, None), (0.01, None), (0.0, 12)])
 def test_metropolis_equals_amc_with_eps0_ns_inf(xp, T, batch_size):
     """Sec. III A: Metropolis is the limit epsilon = 0, n_s = infinity, lambda = 1 of aMC; the two
@@ -724,8 +776,16 @@ def test_metropolis_equals_amc_with_eps0_ns_inf(xp, T, batch_size):
     ma, mb = mlp([5, 6, 3], seed=3), mlp([5, 6, 3], seed=3)
     s = 0.04
     met = Metropolis(ma.params, ModelLoss(ma, x, y), sigma=s, temperature=T, seed=7, batch_size=batch_size)
-    amc = AMC(mb.params, ModelLoss(mb, x, y), sigma0=s, epsilon=0.0, n_s=math.inf, temperature=T, seed=7,
-              batch_size=batch_size)
+    amc = AMC(
+        mb.params,
+        ModelLoss(mb, x, y),
+        sigma0=s,
+        epsilon=0.0,
+        n_s=math.inf,
+        temperature=T,
+        seed=7,
+        batch_size=batch_size,
+    )
     for n in range(40):
         ia, ib = met.step(), amc.step()
         assert ia == ib, n
@@ -747,6 +807,7 @@ def test_metropolis_matches_eq_1_direct_loop(xp):
 
 
 # ---- 13. the documented minibatch formula -------------------------------------------------------
+
 
 @pytest.mark.parametrize("seed,B", [(11, 7), (2**40 + 3, 40)])
 def test_minibatch_rows_follow_documented_formula(xp, seed, B):
@@ -796,6 +857,7 @@ def test_progressive_batching_on_fewer_than_500_samples_starts_with_all_of_them(
 
 
 # ---- the GPU's cost, counted on the CuPy stand-in ------------------------------------------------
+
 
 def test_fused_step_budget_on_the_gpu(standin):
     """One aMC step of the Fig. 1 MLP on full batch, signal norm off, as a GPU runs it (fused kernels on):

@@ -42,17 +42,21 @@ def data(n=40, d=5, classes=3, seed=7):
 
 # ---- one validation --------------------------------------------------------------------------------
 
+
 def _build(kind, **hp):
     if kind == "AMC":
         return AMC(minirso.asarray(np.array([0.5, -0.5])), rosenbrock, seed=3, **hp)
     return AMCChains(minirso.asarray(np.array([[0.5, -0.5], [1.0, 0.2]])), rosenbrock_rows, seeds=3, **hp)
 
 
-@pytest.mark.parametrize("hp", [
-    dict(sigma0=np.float32(0.01), epsilon=np.float32(0.1), n_s=np.int64(7), decay=np.float32(0.9)),
-    dict(sigma0=np.float64(0.01), epsilon=np.float64(0.1), n_s=np.int32(7), decay=np.float64(0.9)),
-    dict(sigma0=0.01, epsilon=0, n_s=np.float64(np.inf), decay=0.5),
-])
+@pytest.mark.parametrize(
+    "hp",
+    [
+        dict(sigma0=np.float32(0.01), epsilon=np.float32(0.1), n_s=np.int64(7), decay=np.float32(0.9)),
+        dict(sigma0=np.float64(0.01), epsilon=np.float64(0.1), n_s=np.int32(7), decay=np.float64(0.9)),
+        dict(sigma0=0.01, epsilon=0, n_s=np.float64(np.inf), decay=0.5),
+    ],
+)
 def test_both_faces_accept_numpy_hyperparameters_alike(hp):
     """NumPy numbers are hyperparameters like Python ones, for one chain and for K; both record the same values
     (as Python numbers: a checkpoint of either holds no NumPy scalar)."""
@@ -67,12 +71,29 @@ def test_both_faces_accept_numpy_hyperparameters_alike(hp):
     assert one.step_count == many.step_count == 30
 
 
-@pytest.mark.parametrize("bad", [
-    dict(sigma0=0.0), dict(sigma0=-1e-3), dict(sigma0=math.nan), dict(sigma0=np.float32(-1)), dict(sigma0="1e-3"),
-    dict(epsilon=math.inf), dict(epsilon=np.float32(np.nan)), dict(epsilon=True), dict(epsilon="0.1"),
-    dict(n_s=0), dict(n_s=-3), dict(n_s=2.5), dict(n_s=np.float64(4.0)), dict(n_s=True),
-    dict(decay=0.0), dict(decay=1.0), dict(decay=np.float32(1.5)), dict(decay=math.inf),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(sigma0=0.0),
+        dict(sigma0=-1e-3),
+        dict(sigma0=math.nan),
+        dict(sigma0=np.float32(-1)),
+        dict(sigma0="1e-3"),
+        dict(epsilon=math.inf),
+        dict(epsilon=np.float32(np.nan)),
+        dict(epsilon=True),
+        dict(epsilon="0.1"),
+        dict(n_s=0),
+        dict(n_s=-3),
+        dict(n_s=2.5),
+        dict(n_s=np.float64(4.0)),
+        dict(n_s=True),
+        dict(decay=0.0),
+        dict(decay=1.0),
+        dict(decay=np.float32(1.5)),
+        dict(decay=math.inf),
+    ],
+)
 def test_both_faces_reject_the_same_values_with_the_same_message(bad):
     """One validation (check_settings): AMC and AMCChains refuse the same bad hyperparameter with the same
     ValueError text, which names the hyperparameter."""
@@ -87,6 +108,7 @@ def test_both_faces_reject_the_same_values_with_the_same_message(bad):
 
 # ---- one core --------------------------------------------------------------------------------------
 
+
 def test_amc_and_chains_are_the_one_core():
     """AMC is the core's K = 1 case; AMCChains with one row on the same batched function follows AMC bit for bit
     (params, mu, sigma, decisions), and both keep their checkpoint layouts: scalars for AMC, (K,) for AMCChains."""
@@ -100,8 +122,12 @@ def test_amc_and_chains_are_the_one_core():
         assert a["accepted"] == bool(b["accepted"][0]) and a["sigma"] == b["sigma"][0], n
     np.testing.assert_array_equal(_np(p), _np(rows.params[0]))
     np.testing.assert_array_equal(_np(one.mu), _np(rows.mu[0]))
-    assert (one.accepted, one.rejected, one.n_cr, one.loss) == \
-        (rows.accepted[0], rows.rejected[0], rows.n_cr[0], rows.loss[0])
+    assert (one.accepted, one.rejected, one.n_cr, one.loss) == (
+        rows.accepted[0],
+        rows.rejected[0],
+        rows.n_cr[0],
+        rows.loss[0],
+    )
     assert one.sigma < 0.05  # decays happened
     s1, sk = one.state_dict()["state"], rows.state_dict()["state"]
     assert type(s1["sigma"]) is float and type(s1["accepted"]) is int and s1["mu"].shape == (2,)
@@ -118,6 +144,7 @@ def test_options_for_one_row_are_refused_for_k_rows():
 
 
 # ---- the loss contract -----------------------------------------------------------------------------
+
 
 def test_the_library_losses_implement_the_protocols():
     net = mlp([5, 6, 3], seed=3)
@@ -172,8 +199,7 @@ def test_amc_configures_its_loss_through_the_protocol_only():
     """AMC asks a loss for what its hyperparameters need with ONE configure() call in its constructor and writes
     no attribute of it; a configuration that needs nothing leaves the loss untouched."""
     loss = SealedLoss()
-    opt = AMC(minirso.asarray(np.zeros(4)), loss, sigma0=0.1, signal_norm=True, progressive=True, batch_size=2,
-              seed=1)
+    opt = AMC(minirso.asarray(np.zeros(4)), loss, sigma0=0.1, signal_norm=True, progressive=True, batch_size=2, seed=1)
     assert loss.configured == [(True, True)]
     opt.run(5)
     assert opt.lam is not None and opt.batch == 30  # lambdas read, the batch doubled 2 -> 4 -> ... -> 30
@@ -195,8 +221,9 @@ class SubsetLoss:
         return float((_np(params) ** 2).sum())
 
 
-@pytest.mark.parametrize("option,name", [(dict(signal_norm=True), "signal_norm=True"),
-                                         (dict(progressive=True), "progressive=True")])
+@pytest.mark.parametrize(
+    "option,name", [(dict(signal_norm=True), "signal_norm=True"), (dict(progressive=True), "progressive=True")]
+)
 def test_a_loss_without_what_a_configuration_needs_is_refused_by_name(option, name):
     with pytest.raises(ValueError) as info:
         AMC(minirso.asarray(np.zeros(3)), SubsetLoss(), **option)

@@ -41,11 +41,14 @@ def digits(n, features, seed=0):
     return minirso.asarray(x), minirso.asarray(y)
 
 
-@pytest.mark.parametrize("build,loss", [
-    (lambda: mlp([20, 16, 16, 10], output="softmax", seed=3), "mse"),  # the Fig. 1 shape, narrower input
-    (lambda: mlp([20, 12, 12, 10], layer_norm=True, seed=4), "cross_entropy_mean"),  # the authors' LN example
-    (lambda: mlp([20, 8, 10], activation="relu", seed=5), "cross_entropy"),
-])
+@pytest.mark.parametrize(
+    "build,loss",
+    [
+        (lambda: mlp([20, 16, 16, 10], output="softmax", seed=3), "mse"),  # the Fig. 1 shape, narrower input
+        (lambda: mlp([20, 12, 12, 10], layer_norm=True, seed=4), "cross_entropy_mean"),  # the authors' LN example
+        (lambda: mlp([20, 8, 10], activation="relu", seed=5), "cross_entropy"),
+    ],
+)
 def test_chains_loss_equals_one_forward_per_chain(build, loss):
     net = build()
     x, y = digits(64, 20)
@@ -99,8 +102,9 @@ def test_chains_on_an_mlp_take_the_single_chain_decisions():
         one = AMC(net.params, ModelLoss(net, x, y, "mse"), seed=40 + c, **hp)
         decisions = [one.step()["accepted"] for _ in range(150)]
         assert decisions == [bool(a[c]) for a in log]
-        np.testing.assert_allclose(minirso.to_numpy(chains.params[c]), minirso.to_numpy(net.params), rtol=1e-6,
-                                   atol=1e-7)
+        np.testing.assert_allclose(
+            minirso.to_numpy(chains.params[c]), minirso.to_numpy(net.params), rtol=1e-6, atol=1e-7
+        )
         assert chains.sigma[c] == one.sigma
     assert 0 < chains.accepted.sum() < 450
 

@@ -29,10 +29,21 @@ def data(n, shape, classes, seed=0):
 def mixed_net(seed=3):
     """Conv (stride 2, bias) -> BN -> ReLU -> max pool -> conv (no pad) -> tanh -> GAP -> dense -> BN1d -> ReLU -> dense
     -> LayerNorm (not channel-local: the fallback branch) -> dense."""
-    layers = [mnn.Conv2d(3, 5, 3, stride=2, padding=1, name="c1"), mnn.BatchNorm2d(5, name="bn1"), mnn.ReLU(name="r1"),
-              mnn.MaxPool2d(2, name="mp"), mnn.Conv2d(5, 4, 2, bias=False, name="c2"), mnn.Tanh(name="t2"),
-              mnn.GlobalAvgPool2d(name="gap"), mnn.Dense(4, 6, name="d1"), mnn.BatchNorm1d(6, name="bn2"),
-              mnn.ReLU(name="r2"), mnn.Dense(6, 5, name="d2"), mnn.LayerNorm(5, name="ln"), mnn.Dense(5, 3, name="out")]
+    layers = [
+        mnn.Conv2d(3, 5, 3, stride=2, padding=1, name="c1"),
+        mnn.BatchNorm2d(5, name="bn1"),
+        mnn.ReLU(name="r1"),
+        mnn.MaxPool2d(2, name="mp"),
+        mnn.Conv2d(5, 4, 2, bias=False, name="c2"),
+        mnn.Tanh(name="t2"),
+        mnn.GlobalAvgPool2d(name="gap"),
+        mnn.Dense(4, 6, name="d1"),
+        mnn.BatchNorm1d(6, name="bn2"),
+        mnn.ReLU(name="r2"),
+        mnn.Dense(6, 5, name="d2"),
+        mnn.LayerNorm(5, name="ln"),
+        mnn.Dense(5, 3, name="out"),
+    ]
     model = mnn.Sequential(layers, seed=seed)
     r = np.random.default_rng(seed + 1)
     model.params[...] = minirso.asarray((r.normal(size=model.num_params) * 0.5).astype(np.float32))
@@ -105,7 +116,9 @@ def test_residual_blocks_fall_back_to_the_plain_path():
 def run_rso(model_fn, evaluator, x, y, **kw):
     model = model_fn()
     log = []
-    opt = RSO(model, x, y, evaluator=evaluator, callback=lambda e, info: log.append(info) if e == "trial" else None, **kw)
+    opt = RSO(
+        model, x, y, evaluator=evaluator, callback=lambda e, info: log.append(info) if e == "trial" else None, **kw
+    )
     opt.run()
     return model, log, opt
 
@@ -132,8 +145,10 @@ class Lockstep(CachedEvaluator):
         return plain
 
 
-@pytest.mark.parametrize("trials_per_batch, recipe, pool", [
-    (1, "authors", "max"), (5, "authors", "max"), (1, "paper", "max"), (5, "paper", "avg")])
+@pytest.mark.parametrize(
+    "trials_per_batch, recipe, pool",
+    [(1, "authors", "max"), (5, "authors", "max"), (1, "paper", "max"), (5, "paper", "avg")],
+)
 def test_rso_decisions_equal_plain(trials_per_batch, recipe, pool):
     """Two cycles of the paper's net (width 3): every trial's losses agree, and so does every decision
     that is not a float32 tie (the plain losses of the two winners within 1e-6 of each other).
@@ -143,8 +158,18 @@ def test_rso_decisions_equal_plain(trials_per_batch, recipe, pool):
     x, y = data(96, (1, 12, 12), 10, seed=9)
     model = rso_mnist(seed=8, channels=3, recipe=recipe, global_pool=pool)
     ev = Lockstep(model)
-    RSO(model, x, y, cycles=2, batch_size=24, seed=13, trials_per_batch=trials_per_batch, evaluator=ev,
-        recipe=recipe, bn_rows=50).run()
+    RSO(
+        model,
+        x,
+        y,
+        cycles=2,
+        batch_size=24,
+        seed=13,
+        trials_per_batch=trials_per_batch,
+        evaluator=ev,
+        recipe=recipe,
+        bn_rows=50,
+    ).run()
     assert len(ev.pairs) == 2 * model.num_params
     ties = 0
     for plain, inc in ev.pairs:

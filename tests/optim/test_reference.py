@@ -24,15 +24,24 @@ _np = minirso.to_numpy
 
 # ---- problems ------------------------------------------------------------------------------------
 
+
 def conv_bn(seed=4):
     """conv1(2->3, 3x3 pad 1) BN ReLU avgpool(2) conv2(3->4, 2x2) BN ReLU GAP fc(4->3, bias): 131 parameters.
 
     No bias before a BatchNorm: the normalisation cancels it exactly, so its trials would be float32 ties.
     """
-    return Sequential(Conv2d(2, 3, 3, padding=1, bias=False, name="conv1"), BatchNorm2d(3, name="bn1"),
-                      ReLU(name="relu1"), AvgPool2d(2, name="pool1"), Conv2d(3, 4, 2, bias=False, name="conv2"),
-                      BatchNorm2d(4, name="bn2"), ReLU(name="relu2"), GlobalAvgPool2d(name="gap"),
-                      Dense(4, 3, bias=True, name="fc"), seed=seed)
+    return Sequential(
+        Conv2d(2, 3, 3, padding=1, bias=False, name="conv1"),
+        BatchNorm2d(3, name="bn1"),
+        ReLU(name="relu1"),
+        AvgPool2d(2, name="pool1"),
+        Conv2d(3, 4, 2, bias=False, name="conv2"),
+        BatchNorm2d(4, name="bn2"),
+        ReLU(name="relu2"),
+        GlobalAvgPool2d(name="gap"),
+        Dense(4, 3, bias=True, name="fc"),
+        seed=seed,
+    )
 
 
 def conv_data(n=40, seed=1):
@@ -59,8 +68,13 @@ def image_data(n=40, seed=2):
 
 def mlp_bn(seed=3):
     """Dense(5, 4, no bias) BatchNorm1d ReLU Dense(4, 3): 43 parameters."""
-    return Sequential(Dense(5, 4, bias=False, name="fc1"), BatchNorm1d(4, name="bn1"), ReLU(name="relu1"),
-                      Dense(4, 3, name="fc2"), seed=seed)
+    return Sequential(
+        Dense(5, 4, bias=False, name="fc1"),
+        BatchNorm1d(4, name="bn1"),
+        ReLU(name="relu1"),
+        Dense(4, 3, name="fc2"),
+        seed=seed,
+    )
 
 
 def mlp_data(n=40, d=5, classes=3, seed=0):
@@ -72,31 +86,59 @@ def mlp_data(n=40, d=5, classes=3, seed=0):
 
 def rso_kwargs(cycles, batch_size, seed, recipe, weight_decay, bn_rows, chunk):
     """RSO's configuration that ``rso_reference`` implements, every argument spelled out."""
-    return dict(cycles=cycles, batch_size=batch_size, seed=seed, recipe=recipe, anneal=0.1, sigma="kaiming",
-                norm_sigma=0.167, direction="backward", order="output", sampling="contiguous", shared_batch=True,
-                weight_decay=weight_decay, bn_rows=bn_rows, loss="cross_entropy", level="weight", parallel=None,
-                trials_per_batch=1, cache_chunk=chunk)
+    return dict(
+        cycles=cycles,
+        batch_size=batch_size,
+        seed=seed,
+        recipe=recipe,
+        anneal=0.1,
+        sigma="kaiming",
+        norm_sigma=0.167,
+        direction="backward",
+        order="output",
+        sampling="contiguous",
+        shared_batch=True,
+        weight_decay=weight_decay,
+        bn_rows=bn_rows,
+        loss="cross_entropy",
+        level="weight",
+        parallel=None,
+        trials_per_batch=1,
+        cache_chunk=chunk,
+    )
 
 
 # ---- RSO: Algorithm 1 -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("evaluator", ["plain", "incremental"])
-@pytest.mark.parametrize("net,data,recipe,cycles,wd,bn_rows,chunk", [
-    # BatchNorm's running statistics from 16 of the 40 rows; the cache in three chunks
-    (conv_bn, conv_data, "authors", 3, 1e-4, 16, 16),
-    (paper_net, image_data, "authors", 2, 1e-4, 2000, 2000),
-    (mlp_bn, mlp_data, "paper", 3, 1e-2, 2000, 2000),
-], ids=["conv-bn-authors", "paper-net-authors", "mlp-bn-paper"])
+@pytest.mark.parametrize(
+    "net,data,recipe,cycles,wd,bn_rows,chunk",
+    [
+        # BatchNorm's running statistics from 16 of the 40 rows; the cache in three chunks
+        (conv_bn, conv_data, "authors", 3, 1e-4, 16, 16),
+        (paper_net, image_data, "authors", 2, 1e-4, 2000, 2000),
+        (mlp_bn, mlp_data, "paper", 3, 1e-2, 2000, 2000),
+    ],
+    ids=["conv-bn-authors", "paper-net-authors", "mlp-bn-paper"],
+)
 def test_rso_takes_the_decisions_of_algorithm_1(evaluator, net, data, recipe, cycles, wd, bn_rows, chunk):
     """Batch 8 of 40 rows: 5 batches per shuffle, so a BatchNorm's trials (2 to 4 per tensor) leave the first
     layer's shuffle part-way, and its weights start there in the next cycle."""
     x, y = data()
     ref_model, model = net(), net()
-    expected = rso_reference(ref_model, x, y, cycles, 8, seed=11, recipe=recipe, weight_decay=wd, bn_rows=bn_rows,
-                             chunk_size=chunk)
+    expected = rso_reference(
+        ref_model, x, y, cycles, 8, seed=11, recipe=recipe, weight_decay=wd, bn_rows=bn_rows, chunk_size=chunk
+    )
     got = []
-    opt = RSO(model, x, y, evaluator=evaluator, **rso_kwargs(cycles, 8, 11, recipe, wd, bn_rows, chunk),
-              callback=lambda event, info: got.append(info["decision"]) if event == "trial" else None)
+    opt = RSO(
+        model,
+        x,
+        y,
+        evaluator=evaluator,
+        **rso_kwargs(cycles, 8, 11, recipe, wd, bn_rows, chunk),
+        callback=lambda event, info: got.append(info["decision"]) if event == "trial" else None,
+    )
     opt.run()
     assert len(got) == len(expected) == cycles * model.num_params
     assert got == expected
@@ -142,6 +184,7 @@ def test_pool_order_is_a_permutation_and_differs_per_key():
 
 # ---- aMC: sec. III A -------------------------------------------------------------------------------
 
+
 def rosenbrock(p, rows=None) -> float:
     """The aMC paper's eq. (6), minimum 0 at (1, 1)."""
     x, y = float(p[0]), float(p[1])
@@ -150,9 +193,11 @@ def rosenbrock(p, rows=None) -> float:
 
 def through(model_loss):
     """``U(x, rows)`` for the reference, evaluated by a ModelLoss (the evaluator AMC itself uses)."""
+
     def U(params, rows):
         model_loss.select(rows)
         return model_loss(params)
+
     return U
 
 
@@ -168,6 +213,7 @@ def plain(model, x, y, loss):
         with model.signal_stats():
             model.forward(x if rows is None else x[rows])
         return model.signal_norm_lambda()
+
     return U, lambdas
 
 
@@ -179,8 +225,9 @@ def assert_same_run(infos, ref, params, ref_params, mu, ref_mu):
     np.testing.assert_array_equal(_np(mu), _np(ref_mu))
 
 
-@pytest.mark.parametrize("case", ["mlp-batch", "mlp-minibatch", "mlp-signal-norm", "mlp-signal-norm-minibatch",
-                                  "conv-bn-minibatch"])
+@pytest.mark.parametrize(
+    "case", ["mlp-batch", "mlp-minibatch", "mlp-signal-norm", "mlp-signal-norm-minibatch", "conv-bn-minibatch"]
+)
 def test_amc_follows_section_III_A(case):
     """AMC with a ModelLoss: every step's decision, loss and sigma, then the parameters and mu, bit for bit;
     with signal norm the reference's lambda_i come from a plain forward pass of its own model (eq. 17-18)."""
@@ -197,8 +244,9 @@ def test_amc_follows_section_III_A(case):
         U, lambdas = plain(ref_model, x, y, loss)
     else:
         U, lambdas = through(ModelLoss(ref_model, x, y, loss=loss)), None
-    ref, ref_mu = amc_reference(U, ref_model.params, steps, lambdas=lambdas, batch_size=batch,
-                                num_samples=x.shape[0], **hp)
+    ref, ref_mu = amc_reference(
+        U, ref_model.params, steps, lambdas=lambdas, batch_size=batch, num_samples=x.shape[0], **hp
+    )
     opt = AMC(model.params, ModelLoss(model, x, y, loss=loss), signal_norm=signal_norm, batch_size=batch, **hp)
     infos = [opt.step() for _ in range(steps)]
     assert_same_run(infos, ref, model.params, ref_model.params, opt.mu, ref_mu)
@@ -211,10 +259,19 @@ def test_metropolis_follows_the_loop_with_epsilon_0_and_n_s_inf(T, batch):
     """Sec. III A: Metropolis is aMC with epsilon = 0, n_s = inf, lambda = 1 (note [60] at T > 0)."""
     x, y = mlp_data(seed=5)
     ref_model, model = mlp_bn(seed=2), mlp_bn(seed=2)
-    ref, ref_mu = amc_reference(through(ModelLoss(ref_model, x, y, loss="mse")), ref_model.params, 60, sigma0=0.05,
-                                temperature=T, seed=3, batch_size=batch, num_samples=x.shape[0])
-    opt = Metropolis(model.params, ModelLoss(model, x, y, loss="mse"), sigma=0.05, temperature=T, seed=3,
-                     batch_size=batch)
+    ref, ref_mu = amc_reference(
+        through(ModelLoss(ref_model, x, y, loss="mse")),
+        ref_model.params,
+        60,
+        sigma0=0.05,
+        temperature=T,
+        seed=3,
+        batch_size=batch,
+        num_samples=x.shape[0],
+    )
+    opt = Metropolis(
+        model.params, ModelLoss(model, x, y, loss="mse"), sigma=0.05, temperature=T, seed=3, batch_size=batch
+    )
     infos = [opt.step() for _ in range(60)]
     assert_same_run(infos, ref, model.params, ref_model.params, opt.mu, ref_mu)
     assert all(r["sigma"] == 0.05 for r in ref) and np.all(_np(ref_mu) == 0)

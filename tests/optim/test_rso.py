@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 
 import minirso
+from minirso.data import bundled_mnist_split
 from minirso.losses import accuracy, cross_entropy
 from minirso.models import rso_mnist
-from minirso.nn import BatchNorm1d, Dense, ReLU, Sequential
+from minirso.nn import Dense, ReLU, Sequential
 from minirso.optim import RSO
 from minirso.optim.rso import STREAM_DATA, STREAM_DELTA
 from minirso.random import normal, random_bits
-
-from minirso.data import bundled_mnist_split
 
 
 def tiny_conv(seed=5):
@@ -32,8 +31,9 @@ def tiny_data(n=64, hw=8, seed=0):
     return minirso.asarray(x), minirso.asarray(y)
 
 
-def reference_rso(model, x, y, cycles, batch_size, seed, anneal=0.1, factors=None, recipe="authors", wd=1e-4,
-                  bn_rows=2000):
+def reference_rso(
+    model, x, y, cycles, batch_size, seed, anneal=0.1, factors=None, recipe="authors", wd=1e-4, bn_rows=2000
+):
     """Algorithm 1 as the authors' train.py runs it, written out: the decisions ("keep" / "plus" / "minus").
 
     ``factors``: the sigma factor of each cycle, given by hand (default: the recipe's linear annealing,
@@ -103,8 +103,17 @@ def test_decisions_equal_direct_reimplementation(recipe):
     ref_model, model = tiny_conv(), tiny_conv()
     expected = reference_rso(ref_model, x, y, cycles=3, batch_size=16, seed=11, recipe=recipe, bn_rows=40)
     got = []
-    opt = RSO(model, x, y, cycles=3, batch_size=16, seed=11, recipe=recipe, bn_rows=40,
-              callback=lambda ev, info: got.append(info["decision"]) if ev == "trial" else None)
+    opt = RSO(
+        model,
+        x,
+        y,
+        cycles=3,
+        batch_size=16,
+        seed=11,
+        recipe=recipe,
+        bn_rows=40,
+        callback=lambda ev, info: got.append(info["decision"]) if ev == "trial" else None,
+    )
     opt.run()
     assert len(got) == len(expected) == 3 * model.num_params
     assert got == expected
@@ -113,12 +122,15 @@ def test_decisions_equal_direct_reimplementation(recipe):
     assert {"keep", "plus", "minus"} <= set(got)
 
 
-@pytest.mark.parametrize("recipe, factors", [
-    # by hand, anneal 0.1, paper: the 2-cycle run uses 1 and 0.1; then 0.1 + 0.9 * (4 - 1 - c) / 3 for c = 2, 3
-    ("paper", [1.0, 0.1, 0.4, 0.1]),
-    # authors: 0.1 + 0.9 * (2 - c) / 2 for c = 0, 1; then 0.1 + 0.9 * (4 - c) / 4 for c = 2, 3
-    ("authors", [1.0, 0.55, 0.55, 0.325]),
-])
+@pytest.mark.parametrize(
+    "recipe, factors",
+    [
+        # by hand, anneal 0.1, paper: the 2-cycle run uses 1 and 0.1; then 0.1 + 0.9 * (4 - 1 - c) / 3 for c = 2, 3
+        ("paper", [1.0, 0.1, 0.4, 0.1]),
+        # authors: 0.1 + 0.9 * (2 - c) / 2 for c = 0, 1; then 0.1 + 0.9 * (4 - c) / 4 for c = 2, 3
+        ("authors", [1.0, 0.55, 0.55, 0.325]),
+    ],
+)
 def test_extending_cycles_on_load_anneals_over_the_new_schedule(recipe, factors):
     """A finished 2-cycle run loaded into RSO(cycles=4) runs cycles 3 and 4 with sigma annealed over 4 cycles."""
     x, y = tiny_data()
@@ -144,8 +156,12 @@ def test_extending_cycles_on_load_anneals_over_the_new_schedule(recipe, factors)
     assert longer.cycle == 4 and len(got) == len(expected) == 4 * model.num_params
     assert got == expected
     np.testing.assert_array_equal(minirso.to_numpy(model.params), minirso.to_numpy(ref_model.params))
-    sigmas = [r["sigma"] / r_base for r, r_base in
-              zip(longer.records[-2 * len(longer.units):], 2 * [float(np.mean(u.sigma)) for u in longer.units])]
+    sigmas = [
+        r["sigma"] / r_base
+        for r, r_base in zip(
+            longer.records[-2 * len(longer.units) :], 2 * [float(np.mean(u.sigma)) for u in longer.units]
+        )
+    ]
     assert sigmas == pytest.approx([factors[2]] * len(longer.units) + [factors[3]] * len(longer.units), rel=1e-6)
 
 
@@ -168,6 +184,7 @@ class RecordingEvaluator:
 def test_each_accepted_trial_lowers_the_trial_loss():
     """An accepted change has a strictly lower loss on its batch; recomputing it after the step confirms it."""
     from minirso.optim import CachedEvaluator
+
     x, y = tiny_data(seed=3)
     model = tiny_conv(seed=2)
     ev = RecordingEvaluator(CachedEvaluator(model))
@@ -194,8 +211,17 @@ def test_each_accepted_trial_lowers_the_trial_loss():
 def small_digit_net(seed):
     """4x4-average-pooled digits (7x7 = 49 inputs) into a 49-16-10 ReLU net: 970 parameters."""
     from minirso.nn import AvgPool2d, Flatten
-    return Sequential([AvgPool2d(4, name="down"), Flatten(name="flat"), Dense(49, 16, name="fc1"),
-                       ReLU(name="relu1"), Dense(16, 10, name="fc2")], seed=seed)
+
+    return Sequential(
+        [
+            AvgPool2d(4, name="down"),
+            Flatten(name="flat"),
+            Dense(49, 16, name="fc1"),
+            ReLU(name="relu1"),
+            Dense(16, 10, name="fc2"),
+        ],
+        seed=seed,
+    )
 
 
 def test_few_cycles_on_real_mnist_far_above_chance():
@@ -242,11 +268,15 @@ def _run_with_break(make_model, x, y, kwargs, stop_at):
     return model, opt, records + opt.records
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(),
-    dict(sampling="uniform", shared_batch=False, weight_decay=1e-3),
-    dict(direction="forward", order="input", parallel="layer"),
-], ids=["default", "uniform-3batches-wd", "forward-input-parallel"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(),
+        dict(sampling="uniform", shared_batch=False, weight_decay=1e-3),
+        dict(direction="forward", order="input", parallel="layer"),
+    ],
+    ids=["default", "uniform-3batches-wd", "forward-input-parallel"],
+)
 def test_resume_mid_cycle_equals_uninterrupted_bit_for_bit(kwargs):
     """Stopping anywhere (inside a tensor, at a tensor's end, at a cycle's end) and resuming is invisible."""
     x, y = tiny_data(seed=7)
@@ -309,13 +339,40 @@ def test_sweep_order_of_the_residual_cifar_net():
     shortcut of block res4 is swept after the block's body, and bn5 (after the addition) with conv5."""
     from minirso.models import rso_cifar
     from minirso.optim import sweep_groups
-    expected = ["fc.weight",
-                "res8.conv9.weight", "bn9.beta", "bn9.gamma", "res8.conv8.weight", "res8.bn8.beta", "res8.bn8.gamma",
-                "res6.conv7.weight", "bn7.beta", "bn7.gamma", "res6.conv6.weight", "res6.bn6.beta", "res6.bn6.gamma",
-                "res4.conv5.weight", "bn5.beta", "bn5.gamma", "res4.conv4.weight", "res4.bn4.beta", "res4.bn4.gamma",
-                "res4.proj.weight", "res4.proj_bn.beta", "res4.proj_bn.gamma",
-                "res2.conv3.weight", "bn3.beta", "bn3.gamma", "res2.conv2.weight", "res2.bn2.beta", "res2.bn2.gamma",
-                "conv1.weight", "bn1.beta", "bn1.gamma"]
+
+    expected = [
+        "fc.weight",
+        "res8.conv9.weight",
+        "bn9.beta",
+        "bn9.gamma",
+        "res8.conv8.weight",
+        "res8.bn8.beta",
+        "res8.bn8.gamma",
+        "res6.conv7.weight",
+        "bn7.beta",
+        "bn7.gamma",
+        "res6.conv6.weight",
+        "res6.bn6.beta",
+        "res6.bn6.gamma",
+        "res4.conv5.weight",
+        "bn5.beta",
+        "bn5.gamma",
+        "res4.conv4.weight",
+        "res4.bn4.beta",
+        "res4.bn4.gamma",
+        "res4.proj.weight",
+        "res4.proj_bn.beta",
+        "res4.proj_bn.gamma",
+        "res2.conv3.weight",
+        "bn3.beta",
+        "bn3.gamma",
+        "res2.conv2.weight",
+        "res2.bn2.beta",
+        "res2.bn2.gamma",
+        "conv1.weight",
+        "bn1.beta",
+        "bn1.gamma",
+    ]
     model = rso_cifar(10)
     assert [g.name for g in sweep_groups(model)] == expected
     assert sorted(expected) == sorted(g.name for g in model.param_groups)

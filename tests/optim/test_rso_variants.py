@@ -28,21 +28,35 @@ NORM_SIGMA = 0.167  # BatchNorm gamma / beta perturbation std (authors' code, re
 
 # ---- helpers ------------------------------------------------------------------------------------
 
+
 def _np(a):
     return minirso.to_numpy(a)
 
 
 def mlp_bn(seed=3):
     """Dense(5, 4) -> BatchNorm1d(4) -> ReLU -> Dense(4, 3): 20 + 4 + 4 + 4 + 12 + 3 = 47 parameters."""
-    return Sequential(Dense(5, 4, name="fc1"), BatchNorm1d(4, name="bn1"), ReLU(name="relu1"),
-                      Dense(4, 3, name="fc2"), seed=seed)
+    return Sequential(
+        Dense(5, 4, name="fc1"), BatchNorm1d(4, name="bn1"), ReLU(name="relu1"), Dense(4, 3, name="fc2"), seed=seed
+    )
 
 
 # mlp_bn's sweep, written by hand (sec. 3: last layer first; a norm layer's beta before its gamma):
-MLP_UNITS = [("fc2.weight", 12), ("fc2.bias", 3), ("fc1.weight", 20), ("fc1.bias", 4),
-             ("bn1.beta", 4), ("bn1.gamma", 4)]
-MLP_SIGMA = {"fc2.weight": math.sqrt(2 / 4), "fc2.bias": math.sqrt(2 / 4), "fc1.weight": math.sqrt(2 / 5),
-             "fc1.bias": math.sqrt(2 / 5), "bn1.beta": NORM_SIGMA, "bn1.gamma": NORM_SIGMA}
+MLP_UNITS = [
+    ("fc2.weight", 12),
+    ("fc2.bias", 3),
+    ("fc1.weight", 20),
+    ("fc1.bias", 4),
+    ("bn1.beta", 4),
+    ("bn1.gamma", 4),
+]
+MLP_SIGMA = {
+    "fc2.weight": math.sqrt(2 / 4),
+    "fc2.bias": math.sqrt(2 / 4),
+    "fc1.weight": math.sqrt(2 / 5),
+    "fc1.bias": math.sqrt(2 / 5),
+    "bn1.beta": NORM_SIGMA,
+    "bn1.gamma": NORM_SIGMA,
+}
 
 
 def mlp_data(n=48, seed=0):
@@ -57,18 +71,40 @@ def mlp_data(n=48, seed=0):
 
 def tiny_conv(seed=7):
     """conv1(2->3, 3x3 pad 1) BN ReLU conv2(3->3, 2x2, bias) BN ReLU GAP fc(3->4): 117 parameters."""
-    return Sequential(Conv2d(2, 3, 3, padding=1, bias=False, name="conv1"), BatchNorm2d(3, name="bn1"),
-                      ReLU(name="relu1"), Conv2d(3, 3, 2, bias=True, name="conv2"), BatchNorm2d(3, name="bn2"),
-                      ReLU(name="relu2"), GlobalAvgPool2d(name="gap"), Dense(3, 4, bias=False, name="fc"),
-                      seed=seed)
+    return Sequential(
+        Conv2d(2, 3, 3, padding=1, bias=False, name="conv1"),
+        BatchNorm2d(3, name="bn1"),
+        ReLU(name="relu1"),
+        Conv2d(3, 3, 2, bias=True, name="conv2"),
+        BatchNorm2d(3, name="bn2"),
+        ReLU(name="relu2"),
+        GlobalAvgPool2d(name="gap"),
+        Dense(3, 4, bias=False, name="fc"),
+        seed=seed,
+    )
 
 
 # tiny_conv's sweep by hand, with each tensor's Kaiming std (fan-in: conv1 2*3*3, conv2 3*2*2, fc 3)
-CONV_UNITS = [("fc.weight", 12), ("conv2.weight", 36), ("conv2.bias", 3), ("bn2.beta", 3), ("bn2.gamma", 3),
-              ("conv1.weight", 54), ("bn1.beta", 3), ("bn1.gamma", 3)]
-CONV_SIGMA = {"fc.weight": math.sqrt(2 / 3), "conv2.weight": math.sqrt(2 / 12), "conv2.bias": math.sqrt(2 / 12),
-              "conv1.weight": math.sqrt(2 / 18), "bn2.beta": NORM_SIGMA, "bn2.gamma": NORM_SIGMA,
-              "bn1.beta": NORM_SIGMA, "bn1.gamma": NORM_SIGMA}
+CONV_UNITS = [
+    ("fc.weight", 12),
+    ("conv2.weight", 36),
+    ("conv2.bias", 3),
+    ("bn2.beta", 3),
+    ("bn2.gamma", 3),
+    ("conv1.weight", 54),
+    ("bn1.beta", 3),
+    ("bn1.gamma", 3),
+]
+CONV_SIGMA = {
+    "fc.weight": math.sqrt(2 / 3),
+    "conv2.weight": math.sqrt(2 / 12),
+    "conv2.bias": math.sqrt(2 / 12),
+    "conv1.weight": math.sqrt(2 / 18),
+    "bn2.beta": NORM_SIGMA,
+    "bn2.gamma": NORM_SIGMA,
+    "bn1.beta": NORM_SIGMA,
+    "bn1.gamma": NORM_SIGMA,
+}
 
 
 def conv_data(n=32, seed=1):
@@ -207,6 +243,7 @@ def strip_wall(records):
 
 # ---- 1. sweep order (sec. 3, sec. 4.1, authors' code) ---------------------------------------------
 
+
 def test_sweep_order_rso_mnist_backward_and_forward():
     """Sec. 3: the layer closest to the labels first; sec. 4.1 / authors' code: after each conv its BN, beta then gamma.
 
@@ -217,20 +254,44 @@ def test_sweep_order_rso_mnist_backward_and_forward():
     y = minirso.asarray(np.zeros(4, np.int64))
     expected_backward = [
         "fc.weight",
-        "conv6.weight", "bn6.beta", "bn6.gamma",
-        "conv5.weight", "bn5.beta", "bn5.gamma",
-        "conv4.weight", "bn4.beta", "bn4.gamma",
-        "conv3.weight", "bn3.beta", "bn3.gamma",
-        "conv2.weight", "bn2.beta", "bn2.gamma",
-        "conv1.weight", "bn1.beta", "bn1.gamma",
+        "conv6.weight",
+        "bn6.beta",
+        "bn6.gamma",
+        "conv5.weight",
+        "bn5.beta",
+        "bn5.gamma",
+        "conv4.weight",
+        "bn4.beta",
+        "bn4.gamma",
+        "conv3.weight",
+        "bn3.beta",
+        "bn3.gamma",
+        "conv2.weight",
+        "bn2.beta",
+        "bn2.gamma",
+        "conv1.weight",
+        "bn1.beta",
+        "bn1.gamma",
     ]
     expected_forward = [
-        "conv1.weight", "bn1.beta", "bn1.gamma",
-        "conv2.weight", "bn2.beta", "bn2.gamma",
-        "conv3.weight", "bn3.beta", "bn3.gamma",
-        "conv4.weight", "bn4.beta", "bn4.gamma",
-        "conv5.weight", "bn5.beta", "bn5.gamma",
-        "conv6.weight", "bn6.beta", "bn6.gamma",
+        "conv1.weight",
+        "bn1.beta",
+        "bn1.gamma",
+        "conv2.weight",
+        "bn2.beta",
+        "bn2.gamma",
+        "conv3.weight",
+        "bn3.beta",
+        "bn3.gamma",
+        "conv4.weight",
+        "bn4.beta",
+        "bn4.gamma",
+        "conv5.weight",
+        "bn5.beta",
+        "bn5.gamma",
+        "conv6.weight",
+        "bn6.beta",
+        "bn6.gamma",
         "fc.weight",
     ]
     back = RSO(model, x, y, cycles=1, batch_size=2)
@@ -274,9 +335,16 @@ def test_sweep_visits_units_in_order_during_a_cycle():
 
 # ---- 2. order inside a tensor (sec. 4.3) ----------------------------------------------------------
 
+
 def _order_net():
-    return Sequential(Conv2d(2, 3, (2, 3), padding=1, name="conv"), BatchNorm2d(3, name="bn"), ReLU(name="relu"),
-                      GlobalAvgPool2d(name="gap"), Dense(3, 4, name="fc"), seed=2)
+    return Sequential(
+        Conv2d(2, 3, (2, 3), padding=1, name="conv"),
+        BatchNorm2d(3, name="bn"),
+        ReLU(name="relu"),
+        GlobalAvgPool2d(name="gap"),
+        Dense(3, 4, name="fc"),
+        seed=2,
+    )
 
 
 @pytest.mark.parametrize("order", ["output", "input"])
@@ -297,8 +365,14 @@ def test_order_inside_tensor(order):
     else:
         conv = [conv_flat(o, c, i, j) for c in range(C) for o in range(O) for i in range(KH) for j in range(KW)]
         fc = [o * 3 + i for i in range(3) for o in range(4)]
-    expected = {"conv.weight": conv, "fc.weight": fc, "conv.bias": [0, 1, 2], "fc.bias": [0, 1, 2, 3],
-                "bn.beta": [0, 1, 2], "bn.gamma": [0, 1, 2]}
+    expected = {
+        "conv.weight": conv,
+        "fc.weight": fc,
+        "conv.bias": [0, 1, 2],
+        "fc.bias": [0, 1, 2, 3],
+        "bn.beta": [0, 1, 2],
+        "bn.gamma": [0, 1, 2],
+    }
     if order == "input":
         assert conv[:4] == [0, 1, 2, 3] and conv[6] == 12  # channel 0 of output 1 follows channel 0 of output 0
 
@@ -320,12 +394,17 @@ def test_order_inside_tensor(order):
 
 # ---- 3. sigma and its annealing (sec. 3, 4.1) -----------------------------------------------------
 
-@pytest.mark.parametrize("recipe, five, three", [
-    # sec. 4.1: from sigma_1 at the first cycle to sigma_1 * anneal (1/10) at the last: a + (1 - a)(E - 1 - c)/(E - 1)
-    ("paper", [1.0, 0.775, 0.55, 0.325, 0.1], [1.0, 0.7, 0.4]),
-    # train.py l.465: a + (1 - a)(E - c)/E, by hand: 0.1 + 0.9 * (5 - c) / 5 and 0.4 + 0.6 * (3 - c) / 3
-    ("authors", [1.0, 0.82, 0.64, 0.46, 0.28], [1.0, 0.8, 0.6]),
-])
+
+@pytest.mark.parametrize(
+    "recipe, five, three",
+    [
+        # sec. 4.1: from sigma_1 at the first cycle to sigma_1 * anneal (1/10) at the last:
+        # a + (1 - a)(E - 1 - c)/(E - 1)
+        ("paper", [1.0, 0.775, 0.55, 0.325, 0.1], [1.0, 0.7, 0.4]),
+        # train.py l.465: a + (1 - a)(E - c)/E, by hand: 0.1 + 0.9 * (5 - c) / 5 and 0.4 + 0.6 * (3 - c) / 3
+        ("authors", [1.0, 0.82, 0.64, 0.46, 0.28], [1.0, 0.8, 0.6]),
+    ],
+)
 def test_sigma_factor_linear_annealing(recipe, five, three):
     """Sigma anneals linearly per cycle; the recipes differ in where it ends."""
     model = mlp_bn()
@@ -337,7 +416,8 @@ def test_sigma_factor_linear_annealing(recipe, five, three):
     assert [opt3.sigma_factor(c) for c in range(3)] == pytest.approx(three, rel=1e-12)
     assert RSO(model, x, y, cycles=1, batch_size=16, recipe=recipe).sigma_factor(0) == 1.0
     assert RSO(model, x, y, cycles=50, batch_size=16, recipe=recipe).sigma_factor(49) == pytest.approx(
-        0.118 if recipe == "authors" else 0.1, rel=1e-12)  # the authors' last cycle: 0.1 + 0.9 / 50
+        0.118 if recipe == "authors" else 0.1, rel=1e-12
+    )  # the authors' last cycle: 0.1 + 0.9 / 50
 
 
 def test_base_sigma_kaiming_norm_and_std():
@@ -371,7 +451,8 @@ def test_base_sigma_kaiming_norm_and_std():
 
 @pytest.mark.parametrize("recipe, factors", [("paper", (1.0, 0.55, 0.1)), ("authors", (1.0, 0.7, 0.4))])
 def test_annealed_sigma_scales_the_perturbations(recipe, factors):
-    """Sec. 3 / 4.1: the candidates of trial t are w +- sigma_d * factor(c) * z_t, z_t = normal(seed, STREAM_DELTA, t)."""
+    """Sec. 3 / 4.1: the candidates of trial t are w +- sigma_d * factor(c) * z_t,
+    z_t = normal(seed, STREAM_DELTA, t)."""
     model = mlp_bn()
     x, y = mlp_data()
     rec = Recorder(CachedEvaluator(model))
@@ -394,14 +475,18 @@ def test_annealed_sigma_scales_the_perturbations(recipe, factors):
 
 # ---- 4./5. parallel search (sec. 4.6) -------------------------------------------------------------
 
-@pytest.mark.parametrize("parallel,wd,order", [
-    (None, 0.0, "output"),
-    ("layer", 0.0, "output"),
-    ("layer", 0.05, "output"),
-    ("neuron", 0.0, "output"),
-    ("neuron", 0.05, "output"),
-    ("neuron", 0.0, "input"),
-])
+
+@pytest.mark.parametrize(
+    "parallel,wd,order",
+    [
+        (None, 0.0, "output"),
+        ("layer", 0.0, "output"),
+        ("layer", 0.05, "output"),
+        ("neuron", 0.0, "output"),
+        ("neuron", 0.05, "output"),
+        ("neuron", 0.0, "input"),
+    ],
+)
 def test_parallel_search_matches_direct_reimplementation(parallel, wd, order):
     """Sec. 4.6: parallel="layer" searches every weight against the tensor's state at the start of the unit;
     parallel="neuron" runs the weights of one output neuron sequentially, neurons independent; both merge
@@ -426,12 +511,15 @@ def test_parallel_search_matches_direct_reimplementation(parallel, wd, order):
             visit = list(range(size))
         owner = pool_owner([n for n, _ in CONV_UNITS], ui)
         perm = pool_perm(seed, 0, owner, len(CONV_UNITS), x.shape[0])
-        want, decisions = reference_unit(model, x, y, grp, CONV_SIGMA[name], 1.0, t0, perm, bsz, mode, visit,
-                                         wd=wd, seed=seed)
+        want, decisions = reference_unit(
+            model, x, y, grp, CONV_SIGMA[name], 1.0, t0, perm, bsz, mode, visit, wd=wd, seed=seed
+        )
         start = _np(model.params).copy()
         if name == "conv2.weight":  # the three semantics really differ here: the comparison can fail
-            others = {m: reference_unit(model, x, y, grp, CONV_SIGMA[name], 1.0, t0, perm, bsz, m, visit,
-                                        wd=wd, seed=seed)[0] for m in ("sequential", "layer", "neuron")}
+            others = {
+                m: reference_unit(model, x, y, grp, CONV_SIGMA[name], 1.0, t0, perm, bsz, m, visit, wd=wd, seed=seed)[0]
+                for m in ("sequential", "layer", "neuron")
+            }
             assert not np.array_equal(others["sequential"], others["layer"])
             assert not np.array_equal(others["sequential"], others["neuron"])
             assert not np.array_equal(others["layer"], others["neuron"])
@@ -452,6 +540,7 @@ def test_parallel_search_matches_direct_reimplementation(parallel, wd, order):
 
 # ---- 6. joint perturbations (sec. 4.2) ------------------------------------------------------------
 
+
 def test_layer_level_joint_perturbation():
     """Sec. 4.2: level="layer" perturbs all parameters of one tensor jointly by N(0, (sigma_d / 10)^2),
     with as many trials per cycle as the tensor has parameters; an accepted change is joint_scale * sigma * z."""
@@ -459,8 +548,9 @@ def test_layer_level_joint_perturbation():
     model = mlp_bn()
     x, y = mlp_data()
     rec = Recorder(CachedEvaluator(model))
-    opt = RSO(model, x, y, cycles=2, batch_size=16, seed=seed, level="layer", evaluator=rec, recipe="paper",
-              weight_decay=0)
+    opt = RSO(
+        model, x, y, cycles=2, batch_size=16, seed=seed, level="layer", evaluator=rec, recipe="paper", weight_decay=0
+    )
     g = groups_by_name(model)
     assert [(u.name, u.trials) for u in opt.units] == MLP_UNITS
     assert opt.total_trials_per_cycle == model.num_params == 47
@@ -493,8 +583,9 @@ def test_layer_level_joint_perturbation():
             sign = 1.0 if info["decision"] == "plus" else -1.0
             assert np.all(change != 0)  # every element moved: a joint step
             big = np.abs(z) > 0.2
-            np.testing.assert_allclose(change[big] / (sign * z[big].astype(np.float64)), js * factor * MLP_SIGMA[name],
-                                       rtol=2e-3)
+            np.testing.assert_allclose(
+                change[big] / (sign * z[big].astype(np.float64)), js * factor * MLP_SIGMA[name], rtol=2e-3
+            )
     assert 0 < accepted < 2 * 47
     assert [r["trials"] for r in opt.records] == [size for _, size in MLP_UNITS] * 2
 
@@ -506,8 +597,9 @@ def test_network_level_joint_perturbation():
     model = mlp_bn()
     x, y = mlp_data()
     rec = Recorder(CachedEvaluator(model))
-    opt = RSO(model, x, y, cycles=1, batch_size=16, seed=seed, level="network", joint_scale=js, evaluator=rec,
-              weight_decay=0)
+    opt = RSO(
+        model, x, y, cycles=1, batch_size=16, seed=seed, level="network", joint_scale=js, evaluator=rec, weight_decay=0
+    )
     P = model.num_params
     assert [(u.name, u.trials) for u in opt.units] == [("network", P)]
     g = groups_by_name(model)
@@ -530,8 +622,9 @@ def test_network_level_joint_perturbation():
             assert np.all(after != before)
             sign = 1.0 if info["decision"] == "plus" else -1.0
             big = np.abs(z) > 0.2
-            np.testing.assert_allclose((after - before.astype(np.float64))[big] / (sign * z[big]), js * sig[big],
-                                       rtol=2e-3)
+            np.testing.assert_allclose(
+                (after - before.astype(np.float64))[big] / (sign * z[big]), js * sig[big], rtol=2e-3
+            )
         else:
             assert np.array_equal(after, before)
     assert accepted > 0
@@ -539,6 +632,7 @@ def test_network_level_joint_perturbation():
 
 
 # ---- 7. mini-batch sampling (sec. 3, authors' code) -----------------------------------------------
+
 
 class _ConstantEvaluator:
     """An evaluator that scores the candidates by their mean (cheap), so a run can be long and exact."""
@@ -657,13 +751,13 @@ def test_contiguous_separate_batches_per_candidate():
 
 @pytest.mark.parametrize("shared", [True, False])
 def test_uniform_batches(shared):
-    """sampling="uniform": batch b (counted over the whole run) is floor(N * uniform(seed, STREAM_DATA_UNIFORM, bB, B))."""
+    """sampling="uniform": batch b (counted over the whole run) is
+    floor(N * uniform(seed, STREAM_DATA_UNIFORM, bB, B))."""
     seed, n, bsz = 12, 48, 16
     model = mlp_bn()
     x, y = mlp_data(n)
     rec = Recorder(CachedEvaluator(model))
-    opt = RSO(model, x, y, cycles=1, batch_size=bsz, seed=seed, sampling="uniform", shared_batch=shared,
-              evaluator=rec)
+    opt = RSO(model, x, y, cycles=1, batch_size=bsz, seed=seed, sampling="uniform", shared_batch=shared, evaluator=rec)
     for _ in range(20):  # crosses from fc2.weight (12) into fc2.bias and fc1.weight
         opt.step()
     assert len(rec.calls) == (20 if shared else 60)
@@ -677,6 +771,7 @@ def test_uniform_batches(shared):
 
 
 # ---- 8. weight decay (authors' code) --------------------------------------------------------------
+
 
 def test_weight_decay_before_each_trial():
     """Authors' code (train.py l.77, l.103): before each trial, w64 = w * (1 - wd) in float64 (wd = 1e-4 there),
@@ -725,6 +820,7 @@ def test_weight_decay_joint_levels():
 
 # ---- 9. non-finite losses -------------------------------------------------------------------------
 
+
 def test_nonfinite_candidates_never_accepted():
     """Candidates whose loss is NaN or +-inf are never accepted (a -inf must not win the argmin) and are
     counted in the records' ``nonfinite``; the parameters stay finite."""
@@ -742,8 +838,15 @@ def test_nonfinite_candidates_never_accepted():
     x, y = mlp_data()
     rec = Recorder(CachedEvaluator(model), corrupt)
     infos = []
-    opt = RSO(model, x, y, cycles=2, batch_size=16, evaluator=rec,
-              callback=lambda e, info: infos.append(info) if e == "trial" else None)
+    opt = RSO(
+        model,
+        x,
+        y,
+        cycles=2,
+        batch_size=16,
+        evaluator=rec,
+        callback=lambda e, info: infos.append(info) if e == "trial" else None,
+    )
     opt.run()
     assert len(infos) == len(rec.calls) == 94
     for call, info in zip(rec.calls, infos):
@@ -774,8 +877,15 @@ def test_nonfinite_loss_callable():
     model = mlp_bn()
     x, y = mlp_data()
     infos = []
-    opt = RSO(model, x, y, cycles=1, batch_size=16, loss=flaky,
-              callback=lambda e, info: infos.append(info) if e == "trial" else None)
+    opt = RSO(
+        model,
+        x,
+        y,
+        cycles=1,
+        batch_size=16,
+        loss=flaky,
+        callback=lambda e, info: infos.append(info) if e == "trial" else None,
+    )
     assert opt.hyperparameters["loss"] == "flaky"
     opt.run()
     assert len(calls) == 3 * 47
@@ -790,14 +900,23 @@ def test_nonfinite_loss_callable():
 
 # ---- 10. statistics and callback ------------------------------------------------------------------
 
+
 def test_records_and_callback_events():
     """Per tensor and cycle one record (plus + minus + rejected = trials); the callback sees "trial" events
     (one per weight), then "unit_end" with the record, and "cycle_end" after the last tensor of a cycle."""
     model = mlp_bn()
     x, y = mlp_data()
     events = []
-    opt = RSO(model, x, y, cycles=2, batch_size=16, anneal=0.5, recipe="paper",
-              callback=lambda e, info: events.append((e, info)))
+    opt = RSO(
+        model,
+        x,
+        y,
+        cycles=2,
+        batch_size=16,
+        anneal=0.5,
+        recipe="paper",
+        callback=lambda e, info: events.append((e, info)),
+    )
     first = opt.run_cycle()
     assert [r["name"] for r in first] == [n for n, _ in MLP_UNITS] and all(r["cycle"] == 0 for r in first)
     opt.run()
@@ -840,32 +959,36 @@ def test_records_and_callback_events():
 
 # ---- 11. invalid hyperparameters ------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs,name", [
-    ({"batch_size": 49}, "batch_size"),
-    ({"batch_size": 0}, "batch_size"),
-    ({"batch_size": 2.5}, "batch_size"),
-    ({"anneal": 0.0}, "anneal"),
-    ({"anneal": -0.1}, "anneal"),
-    ({"sigma": 0.0}, "sigma"),
-    ({"sigma": -1.0}, "sigma"),
-    ({"sigma": "xavier"}, "sigma"),
-    ({"norm_sigma": 0.0}, "norm_sigma"),
-    ({"joint_scale": 0.0}, "joint_scale"),
-    ({"level": "neuron"}, "level"),
-    ({"order": "random"}, "order"),
-    ({"direction": "sideways"}, "direction"),
-    ({"sampling": "stratified"}, "sampling"),
-    ({"parallel": "network"}, "parallel"),
-    ({"parallel": "layer", "level": "layer"}, "parallel"),
-    ({"parallel": "neuron", "level": "network"}, "parallel"),
-    ({"weight_decay": 1.0}, "weight_decay"),
-    ({"weight_decay": 1.5}, "weight_decay"),
-    ({"weight_decay": -0.1}, "weight_decay"),
-    ({"cycles": 0}, "cycles"),
-    ({"seed": -1}, "seed"),
-    ({"cache_chunk": 0}, "cache_chunk"),
-    ({"loss": "hinge"}, "loss"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"batch_size": 49}, "batch_size"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"anneal": 0.0}, "anneal"),
+        ({"anneal": -0.1}, "anneal"),
+        ({"sigma": 0.0}, "sigma"),
+        ({"sigma": -1.0}, "sigma"),
+        ({"sigma": "xavier"}, "sigma"),
+        ({"norm_sigma": 0.0}, "norm_sigma"),
+        ({"joint_scale": 0.0}, "joint_scale"),
+        ({"level": "neuron"}, "level"),
+        ({"order": "random"}, "order"),
+        ({"direction": "sideways"}, "direction"),
+        ({"sampling": "stratified"}, "sampling"),
+        ({"parallel": "network"}, "parallel"),
+        ({"parallel": "layer", "level": "layer"}, "parallel"),
+        ({"parallel": "neuron", "level": "network"}, "parallel"),
+        ({"weight_decay": 1.0}, "weight_decay"),
+        ({"weight_decay": 1.5}, "weight_decay"),
+        ({"weight_decay": -0.1}, "weight_decay"),
+        ({"cycles": 0}, "cycles"),
+        ({"seed": -1}, "seed"),
+        ({"cache_chunk": 0}, "cache_chunk"),
+        ({"loss": "hinge"}, "loss"),
+    ],
+)
 def test_invalid_hyperparameters(kwargs, name):
     """Every bad hyperparameter raises ValueError naming it (base.py: "ValueError names a bad one")."""
     model = mlp_bn()
@@ -893,10 +1016,22 @@ def test_mismatched_data_raises():
         RSO(model, x, y[:40], cycles=1, batch_size=16)
 
 
-@pytest.mark.parametrize("changed", [{"batch_size": 8}, {"order": "input"}, {"parallel": "neuron"},
-                                     {"seed": 1}, {"level": "layer"}, {"weight_decay": 0.0}, {"cycles": 1},
-                                     {"sampling": "uniform"}, {"anneal": 0.2}, {"recipe": "paper"},
-                                     {"bn_rows": 100}])
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"batch_size": 8},
+        {"order": "input"},
+        {"parallel": "neuron"},
+        {"seed": 1},
+        {"level": "layer"},
+        {"weight_decay": 0.0},
+        {"cycles": 1},
+        {"sampling": "uniform"},
+        {"anneal": 0.2},
+        {"recipe": "paper"},
+        {"bn_rows": 100},
+    ],
+)
 def test_load_state_dict_with_other_hyperparameter_raises(changed):
     """A checkpoint is only valid for the hyperparameters it was made with: the error names the one that differs
     (a LARGER cycles extends the run, see test_rso.py; a smaller one is refused)."""
@@ -915,15 +1050,26 @@ def test_load_state_dict_with_other_hyperparameter_raises(changed):
 
 # ---- 12. resume mid-unit --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs", [
-    {"parallel": "neuron"},
-    {"parallel": "neuron", "sigma": "std", "order": "input"},
-    {"parallel": "layer", "weight_decay": 0.01, "direction": "forward"},
-    {"level": "layer"},
-    {"level": "layer", "sampling": "uniform", "shared_batch": False, "weight_decay": 0.01},
-    {"level": "network", "sigma": "std"},
-], ids=["neuron", "neuron-std-input", "layer-parallel-forward-wd", "layer-level", "layer-level-uniform-3batches",
-        "network-level-std"])
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"parallel": "neuron"},
+        {"parallel": "neuron", "sigma": "std", "order": "input"},
+        {"parallel": "layer", "weight_decay": 0.01, "direction": "forward"},
+        {"level": "layer"},
+        {"level": "layer", "sampling": "uniform", "shared_batch": False, "weight_decay": 0.01},
+        {"level": "network", "sigma": "std"},
+    ],
+    ids=[
+        "neuron",
+        "neuron-std-input",
+        "layer-parallel-forward-wd",
+        "layer-level",
+        "layer-level-uniform-3batches",
+        "network-level-std",
+    ],
+)
 def test_resume_mid_unit_bit_for_bit(kwargs):
     """Resuming from state_dict + params in the middle of a tensor reproduces the uninterrupted run exactly
     (params, records except wall_time, and the final state)."""

@@ -51,8 +51,18 @@ def rso_trainer(path=None, *, interrupt_at=None, model_seed=5, crash_at=None, rs
             raise RuntimeError("power cut")
 
     box.append(RSO(model, X, Y, **{**dict(cycles=2, batch_size=16, seed=11), **(rso or {})}, callback=callback))
-    kw = {**dict(eval_data=(XE, YE), train_eval_data=(X[:32], Y[:32]), bn_data=X[:32], checkpoint=path,
-                 checkpoint_every_trials=100, eval_batch=16, progress=False), **kw}
+    kw = {
+        **dict(
+            eval_data=(XE, YE),
+            train_eval_data=(X[:32], Y[:32]),
+            bn_data=X[:32],
+            checkpoint=path,
+            checkpoint_every_trials=100,
+            eval_batch=16,
+            progress=False,
+        ),
+        **kw,
+    }
     return Trainer(model, box[0], **kw)
 
 
@@ -69,8 +79,19 @@ def amc_trainer(path=None, *, interrupt_at=(), amc=None, **kw):
         return info
 
     opt.step = step_then_maybe_signal
-    kw = {**dict(steps=150, eval_data=(XAE, YAE), train_eval_data=(XA[:20], YA[:20]), eval_every=25,
-                 checkpoint=path, checkpoint_every=40, log_every=7, progress=False), **kw}
+    kw = {
+        **dict(
+            steps=150,
+            eval_data=(XAE, YAE),
+            train_eval_data=(XA[:20], YA[:20]),
+            eval_every=25,
+            checkpoint=path,
+            checkpoint_every=40,
+            log_every=7,
+            progress=False,
+        ),
+        **kw,
+    }
     return Trainer(model, opt, **kw)
 
 
@@ -84,16 +105,19 @@ def stopped(t, exc=KeyboardInterrupt):
 
 def read_log(path):
     """The metrics log as a list of dicts; strict JSON (NaN or Infinity in the file is an error)."""
+
     def no_constants(name):
         raise ValueError(f"{path}: {name} is not JSON")
+
     with open(path) as f:
         return [json.loads(line, parse_constant=no_constants) for line in f]
 
 
 def as_lines(rows, kind):
     """History rows as the metrics log must hold them: ``kind`` added, NaN as None."""
-    return [{"kind": kind, **{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}}
-            for r in rows]
+    return [
+        {"kind": kind, **{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}} for r in rows
+    ]
 
 
 def same(a, b, where="run"):

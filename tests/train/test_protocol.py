@@ -32,8 +32,19 @@ def signal_at(opt, steps):
 
 
 def trainer_for(opt, model, path, **kw):
-    kw = {**dict(steps=60, eval_data=(XAE, YAE), train_eval_data=(XA[:20], YA[:20]), eval_every=20, checkpoint=path,
-                 checkpoint_every=25, log_every=10, progress=False), **kw}
+    kw = {
+        **dict(
+            steps=60,
+            eval_data=(XAE, YAE),
+            train_eval_data=(XA[:20], YA[:20]),
+            eval_every=20,
+            checkpoint=path,
+            checkpoint_every=25,
+            log_every=10,
+            progress=False,
+        ),
+        **kw,
+    }
     return Trainer(model, opt, **kw)
 
 
@@ -41,16 +52,21 @@ def chains_trainer(path=None, *, interrupt_at=(), **kw):
     """Three aMC chains of one mlp 4-5-3 (Softmax), from the model's init plus a little noise per chain."""
     model = models.mlp([4, 5, 3], output="softmax", seed=2)
     start = np.stack([minirso.to_numpy(model.params) + np.float32(0.02 * c) for c in range(3)])
-    opt = AMCChains(minirso.asarray(start), ChainsLoss(model, XA, YA, "mse"), seeds=[3, 7, 9], sigma0=0.05,
-                    epsilon=0.1, n_s=5)
+    opt = AMCChains(
+        minirso.asarray(start), ChainsLoss(model, XA, YA, "mse"), seeds=[3, 7, 9], sigma0=0.05, epsilon=0.1, n_s=5
+    )
     return trainer_for(signal_at(opt, interrupt_at), model, path, **kw)
 
 
 def test_the_library_optimizers_implement_the_protocol():
     model = models.mlp([4, 5, 3], seed=2)
     rows = minirso.asarray(np.stack([minirso.to_numpy(model.params)] * 2))
-    for opt in (RSO(model, XA, YA, cycles=1, batch_size=8), AMC(model.params, ModelLoss(model, XA, YA)),
-                Metropolis(model.params, ModelLoss(model, XA, YA)), AMCChains(rows, ChainsLoss(model, XA, YA))):
+    for opt in (
+        RSO(model, XA, YA, cycles=1, batch_size=8),
+        AMC(model.params, ModelLoss(model, XA, YA)),
+        Metropolis(model.params, ModelLoss(model, XA, YA)),
+        AMCChains(rows, ChainsLoss(model, XA, YA)),
+    ):
         assert isinstance(opt, TrainableOptimizer), type(opt).__name__
 
 
@@ -135,8 +151,11 @@ class RandomSearch:
         return self.params
 
     def state_dict(self):
-        return {"type": "RandomSearch", "hyperparameters": dict(self.hyperparameters),
-                "state": {"n": self.n, "kept": self.kept, "loss": self.loss}}
+        return {
+            "type": "RandomSearch",
+            "hyperparameters": dict(self.hyperparameters),
+            "state": {"n": self.n, "kept": self.kept, "loss": self.loss},
+        }
 
     def load_state_dict(self, sd):
         if sd["hyperparameters"] != self.hyperparameters:
@@ -147,8 +166,12 @@ class RandomSearch:
 def test_a_users_own_optimizer_trains_checkpoints_and_resumes_bit_for_bit(tmp_path):
     def make(path, interrupt_at=(), sigma=0.05):
         model = models.mlp([4, 5, 3], seed=2)
-        return trainer_for(signal_at(RandomSearch(model, XA, YA, sigma=sigma, seed=4), interrupt_at), model, path,
-                           loss="cross_entropy_mean")
+        return trainer_for(
+            signal_at(RandomSearch(model, XA, YA, sigma=sigma, seed=4), interrupt_at),
+            model,
+            path,
+            loss="cross_entropy_mean",
+        )
 
     assert isinstance(RandomSearch(models.mlp([4, 5, 3]), XA, YA), TrainableOptimizer)
     ref = make(str(tmp_path / "ref.h5"))

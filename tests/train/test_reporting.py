@@ -16,15 +16,40 @@ from minirso.losses import cross_entropy
 from minirso.optim import AMC, RSO, ModelLoss
 from minirso.train import Trainer
 
-from .helpers import (XA, XAE, XE, YA, YAE, YE, X, Y, amc_trainer, as_lines, bar_values, child_env, read_log,
-                      rso_trainer, same, stopped)
+from .helpers import (
+    XA,
+    XAE,
+    XE,
+    YA,
+    YAE,
+    YE,
+    X,
+    Y,
+    amc_trainer,
+    as_lines,
+    bar_values,
+    child_env,
+    read_log,
+    rso_trainer,
+    same,
+    stopped,
+)
 
 
 def test_rso_history_layout(rso_ref):
     h, opt = rso_ref.history, rso_ref.optimizer
     assert [(r["cycle"], r["trials"]) for r in h["eval"]] == [(1, 242), (2, 484)]
-    assert set(h["eval"][0]) == {"cycle", "trials", "wall_time", "test_accuracy", "test_loss", "train_accuracy",
-                                 "train_loss", "acceptance", "sigma"}
+    assert set(h["eval"][0]) == {
+        "cycle",
+        "trials",
+        "wall_time",
+        "test_accuracy",
+        "test_loss",
+        "train_accuracy",
+        "train_loss",
+        "acceptance",
+        "sigma",
+    }
     assert len(h["layers"]) == 2 * len(opt.units) and h["layers"][0]["name"] == "fc.weight"
     assert all(r["acceptance"] == (r["plus"] + r["minus"]) / r["trials"] for r in h["layers"])
     # cycles count from 1 in both tables: the "layers" rows of cycle 2 are the ones the eval row of cycle 2 sums
@@ -58,15 +83,18 @@ def test_metrics_log_is_the_history_line_by_line_while_the_run_goes_on(tmp_path)
     t.optimizer.callback = tail
     t.fit()
     units = len(t.optimizer.units)
-    for trial, (lines, n_layers, n_eval) in seen.items():
-        assert n_layers > 0 and lines == as_lines(t.history["layers"][:n_layers], "layers")[: units] \
-            + as_lines(t.history["eval"][:n_eval], "eval") + as_lines(t.history["layers"][units:n_layers], "layers")
+    for lines, n_layers, n_eval in seen.values():
+        assert n_layers > 0 and lines == as_lines(t.history["layers"][:n_layers], "layers")[:units] + as_lines(
+            t.history["eval"][:n_eval], "eval"
+        ) + as_lines(t.history["layers"][units:n_layers], "layers")
     assert seen[100][2] == 0 and seen[300][2] == 1  # the evaluation after cycle 1 came between
     lines = read_log(log)
-    assert [(x["kind"], x["cycle"]) for x in lines] == \
-        [("layers", 1)] * units + [("eval", 1)] + [("layers", 2)] * units + [("eval", 2)]
-    assert lines == as_lines(t.history["layers"][:units], "layers") + as_lines(t.history["eval"][:1], "eval") \
-        + as_lines(t.history["layers"][units:], "layers") + as_lines(t.history["eval"][1:], "eval")
+    assert [(x["kind"], x["cycle"]) for x in lines] == [("layers", 1)] * units + [("eval", 1)] + [
+        ("layers", 2)
+    ] * units + [("eval", 2)]
+    assert lines == as_lines(t.history["layers"][:units], "layers") + as_lines(
+        t.history["eval"][:1], "eval"
+    ) + as_lines(t.history["layers"][units:], "layers") + as_lines(t.history["eval"][1:], "eval")
 
 
 def test_evaluation_matches_a_direct_computation_and_changes_nothing(rso_ref):
@@ -87,8 +115,15 @@ def test_evaluation_matches_a_direct_computation_and_changes_nothing(rso_ref):
     assert result["test_loss"] == pytest.approx(float(cross_entropy(logits, YE, dtype=np.float64)), rel=1e-6)
     assert result["train_loss"] == pytest.approx(float(cross_entropy(train_logits, Y[:32], dtype=np.float64)), rel=1e-6)
     # the summed cross-entropy (RSO's training loss) is reported per sample too: the same numbers
-    summed = Trainer(model, opt, eval_data=(XE, YE), train_eval_data=(X[:32], Y[:32]), bn_data=X[:32], eval_batch=16,
-                     loss="cross_entropy").evaluate()
+    summed = Trainer(
+        model,
+        opt,
+        eval_data=(XE, YE),
+        train_eval_data=(X[:32], Y[:32]),
+        bn_data=X[:32],
+        eval_batch=16,
+        loss="cross_entropy",
+    ).evaluate()
     assert summed["test_loss"] == pytest.approx(result["test_loss"], rel=1e-6)
     assert summed["train_loss"] == pytest.approx(result["train_loss"], rel=1e-6)
     # and evaluating every cycle has not changed the trajectory: the optimizer alone gets the same params
@@ -179,8 +214,12 @@ def test_metrics_log_options(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.h5"]
     t = amc_trainer(steps=14, log_every=7, eval_every=7, metrics_log=tmp_path / "logs" / "m.jsonl")  # a new folder
     t.fit()
-    assert [(x["kind"], x["step"]) for x in read_log(tmp_path / "logs" / "m.jsonl")] == \
-        [("steps", 7), ("eval", 7), ("steps", 14), ("eval", 14)]
+    assert [(x["kind"], x["step"]) for x in read_log(tmp_path / "logs" / "m.jsonl")] == [
+        ("steps", 7),
+        ("eval", 7),
+        ("steps", 14),
+        ("eval", 14),
+    ]
     (tmp_path / "file").write_text("")
     t = amc_trainer(steps=14, metrics_log=tmp_path / "file" / "m.jsonl")
     with pytest.raises(OSError, match="cannot write the metrics log .*file/m.jsonl.*metrics_log=False"):
@@ -203,8 +242,9 @@ def test_inspect_counts_cycles_as_the_trainer_does(tmp_path):
     of cycle 2, the evaluation after cycle 1, and the optimizer's counter marked as cycles completed."""
     path = str(tmp_path / "run.h5")
     assert "(cycle 2 of 2)" in str(stopped(rso_trainer(path, interrupt_at=300)))
-    done = subprocess.run([sys.executable, "-m", "minirso", "inspect", path], capture_output=True, text=True,
-                          env=child_env(), timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "minirso", "inspect", path], capture_output=True, text=True, env=child_env(), timeout=60
+    )
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert re.search(r"^\s+cycle\s+1  \(cycles completed\)$", out, re.M), out

@@ -10,8 +10,18 @@ import pytest
 
 from minirso import checkpoint, models
 
-from .helpers import (CHILD, amc_trainer, as_lines, assert_same_run, child_env, read_log, resume, rso_trainer,
-                      stopped, without_wall_time)
+from .helpers import (
+    CHILD,
+    amc_trainer,
+    as_lines,
+    assert_same_run,
+    child_env,
+    read_log,
+    resume,
+    rso_trainer,
+    stopped,
+    without_wall_time,
+)
 
 
 @pytest.mark.parametrize("stop", [37, 20, 242, 300], ids=["mid-layer", "tensor-end", "cycle-end", "trial-ckpt"])
@@ -23,8 +33,12 @@ def test_rso_resume_after_sigint_equals_uninterrupted(tmp_path, rso_ref, stop):
     t = rso_trainer(path, interrupt_at=stop)
     error = stopped(t)  # fit() saved, then raised KeyboardInterrupt: a script does not run on
     assert t.stop_signal == signal.SIGINT and t.optimizer.trial == stop
-    where = {37: "trial 37 (cycle 1 of 2)", 20: "trial 20 (cycle 1 of 2)", 242: "trial 242 (end of cycle 1 of 2)",
-             300: "trial 300 (cycle 2 of 2)"}[stop]
+    where = {
+        37: "trial 37 (cycle 1 of 2)",
+        20: "trial 20 (cycle 1 of 2)",
+        242: "trial 242 (end of cycle 1 of 2)",
+        300: "trial 300 (cycle 2 of 2)",
+    }[stop]
     assert str(error) == f"stopped by SIGINT at {where}; checkpoint saved to {path}"
     assert checkpoint.load(path).meta["trainer"]["position"]["trials"] == stop
     assert signal.getsignal(signal.SIGINT) is before  # the handlers are fit()'s only
@@ -67,9 +81,14 @@ def test_fallback_to_previous_checkpoint_when_newest_is_damaged(tmp_path, rso_re
     assert_same_run(t, rso_ref)  # the run just repeated 30 trials
 
 
-@pytest.mark.parametrize("amc", [dict(sigma0=0.05, epsilon=0.1, n_s=5, signal_norm=True, seed=3),
-                                 dict(sigma0=0.05, epsilon=0.2, n_s=4, batch_size=16, temperature=0.01, seed=4)],
-                         ids=["batch-signal-norm", "minibatch-temperature"])
+@pytest.mark.parametrize(
+    "amc",
+    [
+        dict(sigma0=0.05, epsilon=0.1, n_s=5, signal_norm=True, seed=3),
+        dict(sigma0=0.05, epsilon=0.2, n_s=4, batch_size=16, temperature=0.01, seed=4),
+    ],
+    ids=["batch-signal-norm", "minibatch-temperature"],
+)
 def test_amc_resume_after_sigint_equals_uninterrupted(tmp_path, amc):
     ref = amc_trainer(str(tmp_path / "ref.h5"), amc=amc)
     ref.fit()
@@ -85,10 +104,17 @@ def test_amc_resume_after_sigint_equals_uninterrupted(tmp_path, amc):
     assert_same_run(resume(lambda p: amc_trainer(p, amc=amc), path), ref)
     assert without_wall_time(read_log(path + ".metrics.jsonl")) == without_wall_time(read_log(ref.metrics_log))
     lines = read_log(ref.metrics_log)  # at steps 25 and 175 ... : the "steps" row (every 7) before the evaluation
-    assert [(x["kind"], x["step"]) for x in lines[:5]] == [("steps", 7), ("steps", 14), ("steps", 21),
-                                                           ("eval", 25), ("steps", 28)]
-    assert lines == sorted(as_lines(ref.history["steps"], "steps") + as_lines(ref.history["eval"], "eval"),
-                           key=lambda x: (x["step"], x["kind"] == "eval"))
+    assert [(x["kind"], x["step"]) for x in lines[:5]] == [
+        ("steps", 7),
+        ("steps", 14),
+        ("steps", 21),
+        ("eval", 25),
+        ("steps", 28),
+    ]
+    assert lines == sorted(
+        as_lines(ref.history["steps"], "steps") + as_lines(ref.history["eval"], "eval"),
+        key=lambda x: (x["step"], x["kind"] == "eval"),
+    )
 
 
 @pytest.mark.parametrize("stop", [37, 101])
@@ -112,8 +138,13 @@ def test_real_sigterm_in_a_subprocess(tmp_path):
     finishes with the params of an uninterrupted run."""
     env = child_env()
     ref = subprocess.Popen(CHILD + [str(tmp_path / "ref.h5"), str(tmp_path / "ref.npy")], env=env)
-    run = subprocess.Popen(CHILD + [str(tmp_path / "run.h5"), str(tmp_path / "run.npy"), "--slow"], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        CHILD + [str(tmp_path / "run.h5"), str(tmp_path / "run.npy"), "--slow"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert run.stdout.readline().strip() == "ready"
         run.send_signal(signal.SIGTERM)
@@ -137,8 +168,13 @@ def test_ctrl_c_stops_a_script_that_loops_over_configurations(tmp_path):
     first must end the script, like Ctrl-C anywhere else in Python, after the checkpoint is saved: the second
     configuration never starts.  While it runs, the metrics log beside the checkpoint already holds the
     finished tensors (what ``tail -f`` shows)."""
-    run = subprocess.Popen(CHILD + [str(tmp_path / "run.h5"), str(tmp_path / "out.npy"), "--slow", "--configs", "3"],
-                           env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        CHILD + [str(tmp_path / "run.h5"), str(tmp_path / "out.npy"), "--slow", "--configs", "3"],
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     log = tmp_path / "run-0.h5.metrics.jsonl"
     try:
         assert [run.stdout.readline().strip() for _ in range(2)] == ["config 0", "ready"]  # at trial 30
@@ -159,8 +195,9 @@ def test_ctrl_c_stops_a_script_that_loops_over_configurations(tmp_path):
     assert last.endswith(f"checkpoint saved to {tmp_path / 'run-0.h5'}")
     assert not (tmp_path / "run-1.h5").exists() and not (tmp_path / "out-0.npy").exists()
     h = ck.history  # the log holds exactly the checkpoint's history, each evaluation after its cycle's tensors
-    assert read_log(log) == sorted(as_lines(h["layers"], "layers") + as_lines(h["eval"], "eval"),
-                                   key=lambda x: (x["cycle"], x["kind"] == "eval"))
+    assert read_log(log) == sorted(
+        as_lines(h["layers"], "layers") + as_lines(h["eval"], "eval"), key=lambda x: (x["cycle"], x["kind"] == "eval")
+    )
 
 
 def test_second_sigint_raises_keyboard_interrupt():

@@ -38,8 +38,15 @@ def train(path, out, seed, slow):
             time.sleep(0.002)
 
     opt = RSO(model, x, y, cycles=2, batch_size=16, seed=seed, callback=pace)
-    trainer = Trainer(model, opt, eval_data=(x[:40], y[:40]), bn_data=x[:32], checkpoint=path,
-                      checkpoint_every_trials=100, progress=False)
+    trainer = Trainer(
+        model,
+        opt,
+        eval_data=(x[:40], y[:40]),
+        bn_data=x[:32],
+        checkpoint=path,
+        checkpoint_every_trials=100,
+        progress=False,
+    )
     trainer.restore()
     trainer.fit()
     np.save(out, minirso.to_numpy(model.params))

@@ -8,17 +8,38 @@ launches, host syncs, transfers) and the promotion mode (CuPy 13 or 14, ``MINIRS
 
 from __future__ import annotations
 
+# NumPy's scalar types and constants, which CuPy re-exports unchanged (cupy/__init__.py).
+from numpy import bool_, float32, float64, inf, int32, int64, nan, newaxis, pi, uint8, uint32, uint64  # noqa: E402
 
 from . import _standin, cuda
 from ._core import ndarray
-from ._functions import (arange, array, asarray, ascontiguousarray, asnumpy, broadcast_to, concatenate, copyto,
-                         einsum, empty, empty_like, full, get_array_module, linspace, matmul, ones, ones_like,
-                         stack, take_along_axis, tile, where, zeros, zeros_like)
+from ._functions import (
+    arange,
+    array,
+    asarray,
+    ascontiguousarray,
+    asnumpy,
+    broadcast_to,
+    concatenate,
+    copyto,
+    einsum,
+    empty,
+    empty_like,
+    full,
+    get_array_module,
+    linspace,
+    matmul,
+    ones,
+    ones_like,
+    stack,
+    take_along_axis,
+    tile,
+    where,
+    zeros,
+    zeros_like,
+)
 from ._kernel import ElementwiseKernel, RawKernel
 from ._ufunc import ufunc as _ufunc_type
-
-# NumPy's scalar types and constants, which CuPy re-exports unchanged (cupy/__init__.py).
-from numpy import bool_, float32, float64, inf, int32, int64, nan, newaxis, pi, uint8, uint32, uint64  # noqa: E402
 
 # The ufuncs minirso calls by name (cupy/_math/*.py, cupy/_core/_routines_math.pyx); cupy.abs is absolute.
 maximum = _ufunc_type("maximum")
@@ -39,7 +60,7 @@ _VERSIONS = {"13": "13.6.0", "14": "14.2.0"}
 def __getattr__(name):
     if name == "__version__":
         return _VERSIONS[_standin.PROMOTION]  # read at call time: a test may switch the mode
-    raise AttributeError(f"module 'cupy' has no attribute {name!r} (the CuPy stand-in models only what minirso "
-                         f"uses; add it on purpose in tests/standin/cupy, checked against real CuPy)")
-
-
+    raise AttributeError(
+        f"module 'cupy' has no attribute {name!r} (the CuPy stand-in models only what minirso "
+        f"uses; add it on purpose in tests/standin/cupy, checked against real CuPy)"
+    )

@@ -23,7 +23,7 @@ def _package():
     return sys.modules[__name__.rpartition(".")[0]]
 
 
-def _wrap(a: numpy.ndarray) -> "ndarray":
+def _wrap(a: numpy.ndarray) -> ndarray:
     """The stand-in array holding ``a`` (no copy, nothing counted)."""
     obj = object.__new__(ndarray)
     obj._a = a
@@ -50,14 +50,14 @@ def garbage(shape, dtype, order="C"):
     return a
 
 
-def _copied(a: numpy.ndarray, name: str, flops: int = 0) -> "ndarray":
+def _copied(a: numpy.ndarray, name: str, flops: int = 0) -> ndarray:
     """``a`` (a fresh NumPy array) as the result of one launch that read and wrote it."""
     if a.size:
         _standin.launch(name, 2 * a.nbytes, flops)
     return _wrap(a)
 
 
-def _view_or_copy(res: numpy.ndarray, src: numpy.ndarray, name: str) -> "ndarray":
+def _view_or_copy(res: numpy.ndarray, src: numpy.ndarray, name: str) -> ndarray:
     """A view when NumPy made one (CuPy's ``_reshape`` copies exactly when no strides fit), else a launch."""
     if res.size and not numpy.shares_memory(res, src):
         _standin.launch(name, 2 * res.nbytes)
@@ -73,8 +73,7 @@ class _Flags:
         self.owndata = bool(a.flags.owndata)
 
     def __getitem__(self, name):
-        return {"C_CONTIGUOUS": self.c_contiguous, "F_CONTIGUOUS": self.f_contiguous,
-                "OWNDATA": self.owndata}[name]
+        return {"C_CONTIGUOUS": self.c_contiguous, "F_CONTIGUOUS": self.f_contiguous, "OWNDATA": self.owndata}[name]
 
 
 class _MemoryPointer:
@@ -172,14 +171,16 @@ class ndarray:
     def __bool__(self):
         # cupy/_core/core.pyx __nonzero__: empty warns and is False; size 1 asks the device; else NumPy's error
         if self.size == 0:
-            warnings.warn("The truth value of an empty array is ambiguous. Returning False, but in future this "
-                          "will result in an error. Use `array.size > 0` to check that an array is not empty.",
-                          DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                "The truth value of an empty array is ambiguous. Returning False, but in future this "
+                "will result in an error. Use `array.size > 0` to check that an array is not empty.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
             return False
         if self.size == 1:
             return bool(self.get())
-        raise ValueError("The truth value of an array with more than one element is ambiguous. "
-                         "Use a.any() or a.all()")
+        raise ValueError("The truth value of an array with more than one element is ambiguous. Use a.any() or a.all()")
 
     def __repr__(self):
         return repr(self.get())
@@ -192,11 +193,14 @@ class ndarray:
 
     def __array__(self, dtype=None, copy=None):
         # cupy/_core/core.pyx __array__: no implicit device-to-host conversion
-        raise TypeError("Implicit conversion to a NumPy array is not allowed. "
-                        "Please use `.get()` to construct a NumPy array explicitly.")
+        raise TypeError(
+            "Implicit conversion to a NumPy array is not allowed. "
+            "Please use `.get()` to construct a NumPy array explicitly."
+        )
 
     def __reduce__(self):
         from . import _functions
+
         return _functions.array, (self.get(order="A"),)
 
     def __copy__(self):
@@ -226,7 +230,7 @@ class ndarray:
         for x in inputs:
             if not (_ufunc._promotion.is_scalar(x) or isinstance(x, (ndarray, numpy.ndarray))):
                 return NotImplemented
-        inputs = inputs[:ufunc.nin]
+        inputs = inputs[: ufunc.nin]
         if ufunc.__name__ in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal"):
             inputs = tuple(x.item() if isinstance(x, numpy.ndarray) and x.ndim == 0 else x for x in inputs)
         return func(*inputs, **kwargs)
@@ -356,14 +360,17 @@ class ndarray:
     # ---- operators: cupy/_core/core.pyx, every one a ufunc of _ufunc (numpy.ndarray operands raise) ----
     def __matmul__(self, other):
         from . import _functions
+
         return _functions.matmul(self, other)
 
     def __rmatmul__(self, other):
         from . import _functions
+
         return _functions.matmul(other, self)
 
     def __imatmul__(self, other):
         from . import _functions
+
         return _functions.matmul(self, other, out=self)
 
     def __neg__(self):
@@ -416,13 +423,24 @@ def _binary(name):
 
     def iop(self, other):
         return _ufunc.call(name, self, other, out=self)
+
     return op, rop, iop
 
 
-for _py, _name in (("add", "add"), ("sub", "subtract"), ("mul", "multiply"), ("truediv", "true_divide"),
-                   ("floordiv", "floor_divide"), ("mod", "remainder"), ("pow", "power"), ("and", "bitwise_and"),
-                   ("or", "bitwise_or"), ("xor", "bitwise_xor"), ("lshift", "left_shift"),
-                   ("rshift", "right_shift")):
+for _py, _name in (
+    ("add", "add"),
+    ("sub", "subtract"),
+    ("mul", "multiply"),
+    ("truediv", "true_divide"),
+    ("floordiv", "floor_divide"),
+    ("mod", "remainder"),
+    ("pow", "power"),
+    ("and", "bitwise_and"),
+    ("or", "bitwise_or"),
+    ("xor", "bitwise_xor"),
+    ("lshift", "left_shift"),
+    ("rshift", "right_shift"),
+):
     _op, _rop, _iop = _binary(_name)
     setattr(ndarray, f"__{_py}__", _op)
     setattr(ndarray, f"__r{_py}__", _rop)

@@ -60,8 +60,9 @@ def asarray(a, dtype=None, order=None, *, copy=None, blocking=False):
 def ascontiguousarray(a, dtype=None):
     # cupy/_core/core.pyx ascontiguousarray(_ndarray_base a, ...): a cupy array only; a 0-d one comes back 1-d
     if not _is_dev(a):
-        raise TypeError(f"Argument 'a' has incorrect type (expected cupy._core.core._ndarray_base, "
-                        f"got {type(a).__name__})")
+        raise TypeError(
+            f"Argument 'a' has incorrect type (expected cupy._core.core._ndarray_base, got {type(a).__name__})"
+        )
     dt = a.dtype if dtype is None else numpy.dtype(dtype)
     if dt == a.dtype and a._a.flags.c_contiguous:
         return _wrap(a._a.reshape(1)) if a.ndim == 0 else a
@@ -278,7 +279,7 @@ def einsum(*operands, **kwargs):
     res = numpy.asarray(numpy.einsum(subscripts, *ins))
     extents = {}
     for sub, a in zip(subscripts.split("->")[0].split(","), ins):
-        for c, n in zip(sub.replace("...", ""), a.shape[-len(sub.replace("...", "")):] if sub else ()):
+        for c, n in zip(sub.replace("...", ""), a.shape[-len(sub.replace("...", "")) :] if sub else ()):
             extents[c] = n
     flops = 2 * int(numpy.prod(list(extents.values()) or [1]))
     if res.size:

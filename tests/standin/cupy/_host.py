@@ -288,8 +288,11 @@ def host_flags(options) -> list:
     while opts:
         o = opts.pop(0)
         if o in ("-D", "-U", "-I", "--define-macro", "--undefine-macro", "--include-path") and opts:
-            flags.append(o[:2] if o.startswith("-") and len(o) == 2 else {"--define-macro": "-D",
-                         "--undefine-macro": "-U", "--include-path": "-I"}[o])
+            flags.append(
+                o[:2]
+                if o.startswith("-") and len(o) == 2
+                else {"--define-macro": "-D", "--undefine-macro": "-U", "--include-path": "-I"}[o]
+            )
             flags.append(opts.pop(0))
         elif re.match(r"^(-D|-U|-I)", o):
             flags.append(o)
@@ -342,8 +345,12 @@ def preprocess(source: str, flags) -> str:
     """``source`` after the host preprocessor, with NVRTC's predefined macros and the CUDA keywords left as
     they are (the view in which ``extern "C" __global__ void name(...)`` is looked for)."""
     std = [f for f in flags if f.startswith(("-D", "-U", "-I", "-std="))]
-    r = subprocess.run([_compiler(), "-E", "-P", "-x", "c++", *std, "-D__CUDACC__", "-D__CUDACC_RTC__", "-"],
-                       input=source, capture_output=True, text=True)
+    r = subprocess.run(
+        [_compiler(), "-E", "-P", "-x", "c++", *std, "-D__CUDACC__", "-D__CUDACC_RTC__", "-"],
+        input=source,
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         raise CompileException(f"stand-in: the host preprocessor rejected the kernel:\n{r.stderr[-4000:]}")
     return r.stdout
@@ -366,8 +373,7 @@ class Guarded:
         self.nbytes, self.label = int(nbytes), label
         self.body = -(-self.nbytes // PAGE) * PAGE
         self.total = self.body + 2 * PAGE
-        base = _libc.mmap(None, self.total, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE,
-                          -1, 0)
+        base = _libc.mmap(None, self.total, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE, -1, 0)
         if base in (None, ctypes.c_void_p(-1).value):
             raise MemoryError(f"stand-in: mmap of {self.total} bytes failed (errno {ctypes.get_errno()})")
         self.base = base
@@ -413,19 +419,27 @@ def fault_message(lib, rc: int, buffers, kernel: str) -> str:
     """The CUDA error text of a fault (rc 1) or a device-side error (rc 2) reported by the runtime."""
     if rc == 2:
         text = (lib._standin_error() or b"device-side error").decode()
-        code = ("CUDA_ERROR_ASSERT: device-side assert triggered" if text.startswith("device-side assert")
-                else "CUDA_ERROR_LAUNCH_FAILED: unspecified launch failure")
+        code = (
+            "CUDA_ERROR_ASSERT: device-side assert triggered"
+            if text.startswith("device-side assert")
+            else "CUDA_ERROR_LAUNCH_FAILED: unspecified launch failure"
+        )
         return f"{code} (stand-in, kernel {kernel}: {text})"
     if lib._standin_fault_sig() == 8:  # SIGFPE
-        return (f"CUDA_ERROR_LAUNCH_FAILED: unspecified launch failure (stand-in, kernel {kernel}: integer division "
-                "by zero; a GPU does not trap, the result is undefined)")
+        return (
+            f"CUDA_ERROR_LAUNCH_FAILED: unspecified launch failure (stand-in, kernel {kernel}: integer division "
+            "by zero; a GPU does not trap, the result is undefined)"
+        )
     addr = lib._standin_fault_addr() or 0
     access = {0: "read", 1: "write"}.get(lib._standin_fault_write(), "access")
     text = f"illegal {access} at address {addr:#x} (a null or wild pointer, or a stack overflow)"
     for b in buffers:
         w = b.where(addr)
         if w is not None:
-            text = (f"{access} {w}, which is read-only (a write through a const pointer)" if w.startswith("inside")
-                    else f"out-of-bounds {access}: {w}")
+            text = (
+                f"{access} {w}, which is read-only (a write through a const pointer)"
+                if w.startswith("inside")
+                else f"out-of-bounds {access}: {w}"
+            )
             break
     return f"CUDA_ERROR_ILLEGAL_ADDRESS: an illegal memory access was encountered (stand-in, kernel {kernel}: {text})"

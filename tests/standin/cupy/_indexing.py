@@ -50,8 +50,9 @@ def _normalise(a: numpy.ndarray, key):
     if not any(p[1] for p in parts):
         return tuple(p[0] for p in parts), "basic", h2d
     # Axes consumed by each component (bool arrays consume their ndim; None none; ... the rest).
-    used = sum(p[0].ndim if p[1] and p[0].dtype.kind == "b" else (0 if p[0] is None or p[0] is Ellipsis else 1)
-               for p in parts)
+    used = sum(
+        p[0].ndim if p[1] and p[0].dtype.kind == "b" else (0 if p[0] is None or p[0] is Ellipsis else 1) for p in parts
+    )
     out, axis, kind = [], 0, "int"
     for comp, is_arr, _ in parts:
         if comp is Ellipsis:

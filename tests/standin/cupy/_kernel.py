@@ -34,10 +34,22 @@ class CUDADriverError(RuntimeError):
 
 _INVALID = "CUDA_ERROR_INVALID_VALUE: invalid argument"
 # _scalar.pyx _typenames_base: the C type of each dtype
-_TYPENAMES = {"float64": "double", "float32": "float", "float16": "float16", "complex128": "thrust::complex<double>",
-              "complex64": "thrust::complex<float>", "int64": "long long", "int32": "int", "int16": "short",
-              "int8": "signed char", "uint64": "unsigned long long", "uint32": "unsigned int",
-              "uint16": "unsigned short", "uint8": "unsigned char", "bool": "bool"}
+_TYPENAMES = {
+    "float64": "double",
+    "float32": "float",
+    "float16": "float16",
+    "complex128": "thrust::complex<double>",
+    "complex64": "thrust::complex<float>",
+    "int64": "long long",
+    "int32": "int",
+    "int16": "short",
+    "int8": "signed char",
+    "uint64": "unsigned long long",
+    "uint32": "unsigned int",
+    "uint16": "unsigned short",
+    "uint8": "unsigned char",
+    "bool": "bool",
+}
 
 
 def _typename(dtype) -> str:
@@ -172,8 +184,18 @@ class ElementwiseKernel:
     ``CUPY_FOR`` (``_get_elementwise_kernel_code``), inputs bound as ``const T &x = x_[i]``, outputs as
     ``T &y = y_[i]``."""
 
-    def __init__(self, in_params, out_params, operation, name="kernel", reduce_dims=True, preamble="",
-                 no_return=False, return_tuple=False, **kwargs):
+    def __init__(
+        self,
+        in_params,
+        out_params,
+        operation,
+        name="kernel",
+        reduce_dims=True,
+        preamble="",
+        no_return=False,
+        return_tuple=False,
+        **kwargs,
+    ):
         if not re.match("^[a-zA-Z_][a-zA-Z_0-9]*$", name):  # cuda/compiler.py is_valid_kernel_name
             raise ValueError('Invalid kernel name: "%s"' % name)
         self.in_params = _params(in_params, True)
@@ -206,8 +228,10 @@ class ElementwiseKernel:
         if block_size <= 0:
             raise ValueError("block_size must be greater than zero")
         if len(args) != self.nin and len(args) != self.nargs:
-            raise TypeError("Wrong number of arguments for {!r}. It must be either {} or {} (with outputs), but "
-                            "given {}.".format(self.name, self.nin, self.nargs, len(args)))
+            raise TypeError(
+                f"Wrong number of arguments for {self.name!r}. It must be either {self.nin} or {self.nargs} "
+                f"(with outputs), but given {len(args)}."
+            )
         args = [a if _is_array(a) else _ScalarArg(a) for a in args]  # _preprocess_args
         use_size = size != -1
         arrays = [_core._unwrap(a) for a, p in zip(args, self.params) if _is_array(a) and not p.raw]
@@ -216,7 +240,7 @@ class ElementwiseKernel:
         if not use_size and not arrays:
             raise ValueError("Loop size is undecided.")
         shape = numpy.broadcast_shapes(*(a.shape for a in arrays)) if arrays else ()
-        in_args, out_args = args[:self.nin], args[self.nin:]
+        in_args, out_args = args[: self.nin], args[self.nin :]
         for a in out_args:
             if not _is_array(a):
                 raise TypeError("Output arguments must be cupy.ndarray")
@@ -252,8 +276,10 @@ class ElementwiseKernel:
             ct = p.ctype
             const = "const " if p.is_const else ""
             if kind == "scalar":
-                lines.append(f"const {_host_typename(types[k])} {p.name} = *(const {_host_typename(types[k])} *)"
-                             f"_standin_args[{k}];")
+                lines.append(
+                    f"const {_host_typename(types[k])} {p.name} = *(const {_host_typename(types[k])} *)"
+                    f"_standin_args[{k}];"
+                )
             elif p.raw:
                 lines.append(f"{const}_standin_carray<{ct}> {p.name}((const long long *)_standin_args[{k}]);")
             else:
@@ -262,13 +288,15 @@ class ElementwiseKernel:
         typedefs = "".join(f"typedef {_host_typename(t)} {c};\n" for c, t in type_map)
         body = "\n        ".join(refs)
         decls = "\n    ".join(lines)
-        return (f"{_ELEMENTWISE_HELPERS}\n{typedefs}\n{self.preamble}\n"
-                f"static void _standin_kernel(void **_standin_args, ptrdiff_t _standin_n)\n{{\n    {decls}\n"
-                f"    _standin_indexer _ind(_standin_n);\n    {self.kwargs.get('loop_prep', '')};\n"
-                f"    for (ptrdiff_t i = 0; i < _ind.size(); ++i) {{\n        _ind.set(i);\n        {body}\n"
-                f"        {self.operation};\n    }}\n    {self.kwargs.get('after_loop', '')};\n}}\n"
-                "extern \"C\" int _standin_elementwise(void **a, long long n)\n"
-                "{\n    return _standin::protect([&]() { _standin_kernel(a, (ptrdiff_t)n); });\n}\n")
+        return (
+            f"{_ELEMENTWISE_HELPERS}\n{typedefs}\n{self.preamble}\n"
+            f"static void _standin_kernel(void **_standin_args, ptrdiff_t _standin_n)\n{{\n    {decls}\n"
+            f"    _standin_indexer _ind(_standin_n);\n    {self.kwargs.get('loop_prep', '')};\n"
+            f"    for (ptrdiff_t i = 0; i < _ind.size(); ++i) {{\n        _ind.set(i);\n        {body}\n"
+            f"        {self.operation};\n    }}\n    {self.kwargs.get('after_loop', '')};\n}}\n"
+            'extern "C" int _standin_elementwise(void **a, long long n)\n'
+            "{\n    return _standin::protect([&]() { _standin_kernel(a, (ptrdiff_t)n); });\n}\n"
+        )
 
     def _run(self, in_args, out_args, scalars, in_types, out_types, type_map, shape, n):
         args = list(in_args) + list(out_args)
@@ -295,8 +323,10 @@ class ElementwiseKernel:
                     view[...] = x
                     if k >= self.nin:
                         write_back.append((x, view))
-                    meta = numpy.array([buf.addr, x.size, x.ndim, *x.shape,
-                                        *(x.itemsize * s for s in _c_strides(x.shape))], numpy.int64)
+                    meta = numpy.array(
+                        [buf.addr, x.size, x.ndim, *x.shape, *(x.itemsize * s for s in _c_strides(x.shape))],
+                        numpy.int64,
+                    )
                     keep.append(meta)
                     ptrs.append(meta.ctypes.data)
                 elif k < self.nin:

@@ -79,13 +79,31 @@ TABLES = {
 }
 
 _COMMON = {
-    "add": _ARITH, "subtract": _ARITH, "multiply": _ARITH, "power": _POWER,
-    "floor_divide": _FLOORDIV, "remainder": _FLOORDIV,
-    "maximum": _MINMAX, "minimum": _MINMAX,
-    "bitwise_and": _BIT, "bitwise_or": _BIT, "bitwise_xor": _BIT, "left_shift": _SHIFT, "right_shift": _SHIFT,
-    "invert": _INVERT, "negative": _NEG, "absolute": _ABS,
-    "sqrt": _MATH1, "exp": _MATH1, "log": _MATH1, "tanh": _MATH1, "sin": _MATH1, "cos": _MATH1,
-    "isfinite": _CONTENT, "isnan": _CONTENT, "where": _WHERE,
+    "add": _ARITH,
+    "subtract": _ARITH,
+    "multiply": _ARITH,
+    "power": _POWER,
+    "floor_divide": _FLOORDIV,
+    "remainder": _FLOORDIV,
+    "maximum": _MINMAX,
+    "minimum": _MINMAX,
+    "bitwise_and": _BIT,
+    "bitwise_or": _BIT,
+    "bitwise_xor": _BIT,
+    "left_shift": _SHIFT,
+    "right_shift": _SHIFT,
+    "invert": _INVERT,
+    "negative": _NEG,
+    "absolute": _ABS,
+    "sqrt": _MATH1,
+    "exp": _MATH1,
+    "log": _MATH1,
+    "tanh": _MATH1,
+    "sin": _MATH1,
+    "cos": _MATH1,
+    "isfinite": _CONTENT,
+    "isnan": _CONTENT,
+    "where": _WHERE,
 }
 _COMPARE = ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")
 
@@ -93,9 +111,9 @@ _COMPARE = ("greater", "greater_equal", "less", "less_equal", "equal", "not_equa
 _ERRORS = {
     # cupy/_core/_routines_math.pyx _subtract_boolean_error / _negative_boolean_error
     ("subtract", "??->?"): "cupy boolean subtract, the `-` operator, is deprecated, use the bitwise_xor, "
-                           "the `^` operator, or the logical_xor function instead.",
+    "the `^` operator, or the logical_xor function instead.",
     ("negative", "?->?"): "The cupy boolean negative, the `-` operator, is not supported, use the `~` "
-                          "operator or the logical_not function instead.",
+    "operator or the logical_not function instead.",
 }
 
 

@@ -16,11 +16,21 @@ __all__ = ["RawKernel"]
 
 _SHARED_DEFAULT = 48 * 1024  # bytes of shared memory per block without opting in (CUDA Programming Guide)
 # the most a block may opt in to, by compute capability (CUDA Programming Guide, "Technical Specifications")
-_SHARED_OPTIN = {"60": 48 * 1024, "61": 48 * 1024, "70": 96 * 1024, "75": 64 * 1024, "80": 163 * 1024,
-                 "86": 99 * 1024, "89": 99 * 1024, "90": 227 * 1024}
+_SHARED_OPTIN = {
+    "60": 48 * 1024,
+    "61": 48 * 1024,
+    "70": 96 * 1024,
+    "75": 64 * 1024,
+    "80": 163 * 1024,
+    "86": 99 * 1024,
+    "89": 99 * 1024,
+    "90": 227 * 1024,
+}
 
-_DYN_SHARED = re.compile(r"extern\s+__shared__\s+(__align__\s*\((?:[^()]|\([^()]*\))*\)\s*)?"
-                         r"([A-Za-z_][\w\s]*?\w)\s*(\**)\s*([A-Za-z_]\w*)\s*\[\s*\]")
+_DYN_SHARED = re.compile(
+    r"extern\s+__shared__\s+(__align__\s*\((?:[^()]|\([^()]*\))*\)\s*)?"
+    r"([A-Za-z_][\w\s]*?\w)\s*(\**)\s*([A-Za-z_]\w*)\s*\[\s*\]"
+)
 
 _WRAPPER = r"""
 template <int K, typename... P> struct _standin_nth;
@@ -63,23 +73,36 @@ extern "C" int _standin_launch(void **args, const unsigned int *dims, void *dyn,
 """
 
 # (kind, size) of a parameter -> the dtypes whose arrays / scalars it takes (docs: kernel.rst's type table)
-_DTYPES = {("b", 1): ("bool",), ("i", 1): ("int8",), ("u", 1): ("uint8",), ("i", 2): ("int16",), ("u", 2): ("uint16",),
-           ("i", 4): ("int32",), ("u", 4): ("uint32",), ("i", 8): ("int64",), ("u", 8): ("uint64",),
-           ("f", 4): ("float32",), ("f", 8): ("float64",)}
+_DTYPES = {
+    ("b", 1): ("bool",),
+    ("i", 1): ("int8",),
+    ("u", 1): ("uint8",),
+    ("i", 2): ("int16",),
+    ("u", 2): ("uint16",),
+    ("i", 4): ("int32",),
+    ("u", 4): ("uint32",),
+    ("i", 8): ("int64",),
+    ("u", 8): ("uint64",),
+    ("f", 4): ("float32",),
+    ("f", 8): ("float64",),
+}
 
 
 def _signature(pre: str, name: str):
     """``[(declaration text, parameter name)]`` of ``__global__ void name(...)`` in preprocessed source."""
-    m = re.search(r"(?:__global__\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?void|void\s+__global__)\s+"
-                  + re.escape(name) + r"\s*\(", pre)
+    m = re.search(
+        r"(?:__global__\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?void|void\s+__global__)\s+" + re.escape(name) + r"\s*\(",
+        pre,
+    )
     if m is None:  # cuModuleGetFunction finds no such kernel
-        raise CUDADriverError(f"CUDA_ERROR_NOT_FOUND: named symbol not found (stand-in: no __global__ void "
-                              f"{name}(...) in the source)")
+        raise CUDADriverError(
+            f"CUDA_ERROR_NOT_FOUND: named symbol not found (stand-in: no __global__ void {name}(...) in the source)"
+        )
     depth, k = 1, m.end()
     while depth:
         depth += {"(": 1, ")": -1}.get(pre[k], 0)
         k += 1
-    text = pre[m.end():k - 1]
+    text = pre[m.end() : k - 1]
     parts, depth, start = [], 0, 0
     for j, c in enumerate(text):
         depth += {"(": 1, "<": 1, ")": -1, ">": -1}.get(c, 0)
@@ -101,8 +124,17 @@ class RawKernel:
     """``cupy.RawKernel(code, name, options=(), backend='nvrtc', *, translate_cucomplex=False,
     enable_cooperative_groups=False, jitify=None)`` (cupy/_core/raw.pyx), compiled at the first call."""
 
-    def __init__(self, code, name, options=(), backend="nvrtc", *, translate_cucomplex=False,
-                 enable_cooperative_groups=False, jitify=None):
+    def __init__(
+        self,
+        code,
+        name,
+        options=(),
+        backend="nvrtc",
+        *,
+        translate_cucomplex=False,
+        enable_cooperative_groups=False,
+        jitify=None,
+    ):
         if not isinstance(code, str) or not isinstance(name, str):
             raise TypeError("RawKernel(code, name): str arguments")  # raw.pyx: `str code, str name`
         if not isinstance(options, tuple):
@@ -120,20 +152,23 @@ class RawKernel:
         if self._compiled is None or self._compiled[0] != key:
             flags = _host.host_flags(self.options)
             sig = _signature(_host.preprocess(self.code, flags), self.name)
-            src = _DYN_SHARED.sub(lambda m: f"{m.group(2)} {m.group(3)}*{m.group(4)} = "
-                                            f"({m.group(2)} {m.group(3)}*)_standin_dyn_smem", self.code)
+            src = _DYN_SHARED.sub(
+                lambda m: f"{m.group(2)} {m.group(3)}*{m.group(4)} = ({m.group(2)} {m.group(3)}*)_standin_dyn_smem",
+                self.code,
+            )
             n = len(sig)
             arg = "_standin_F::arg<%d>::type"
             desc = "".join(f"_standin_desc<{arg % k}>::{f}, " for k in range(n) for f in ("ptr", "cst", "kind", "size"))
             call = ", ".join(f"_standin_ld<{arg % k}>::get(_standin_args[{k}])" for k in range(n))
             lib = _host.build(src + _WRAPPER % {"name": self.name, "sig": desc, "call": call}, flags)
             if not hasattr(lib, self.name):  # without extern "C" the symbol is mangled: raw.pyx get_function fails
-                raise CUDADriverError(f"CUDA_ERROR_NOT_FOUND: named symbol not found (stand-in: {self.name} is not "
-                                      f'declared extern "C")')
+                raise CUDADriverError(
+                    f'CUDA_ERROR_NOT_FOUND: named symbol not found (stand-in: {self.name} is not declared extern "C")'
+                )
             arity = ctypes.c_int.in_dll(lib, "_standin_arity").value
             assert arity == n, (arity, sig)
             raw = (ctypes.c_int * (4 * n + 1)).in_dll(lib, "_standin_sig")
-            descs = [tuple(raw[4 * k:4 * k + 4]) for k in range(n)]
+            descs = [tuple(raw[4 * k : 4 * k + 4]) for k in range(n)]
             lib._standin_launch.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ulonglong]
             self._compiled = (key, lib, sig, descs, int(lib._standin_static_shared()))
         return self._compiled
@@ -168,17 +203,30 @@ class RawKernel:
         block = tuple(max(1, _index(v)) for v in (block + (1, 1))[:3])
         key, lib, sig, descs, static = self._kernel()
         threads = block[0] * block[1] * block[2]
-        if (threads > 1024 or block[0] > 1024 or block[1] > 1024 or block[2] > 64 or grid[0] > 2**31 - 1
-                or grid[1] > 65535 or grid[2] > 65535):
-            raise CUDADriverError(f"{_INVALID} (stand-in: grid {grid}, block {block}: at most 1,024 threads per "
-                                  "block, block (1024, 1024, 64), grid (2**31 - 1, 65535, 65535))")
+        if (
+            threads > 1024
+            or block[0] > 1024
+            or block[1] > 1024
+            or block[2] > 64
+            or grid[0] > 2**31 - 1
+            or grid[1] > 65535
+            or grid[2] > 65535
+        ):
+            raise CUDADriverError(
+                f"{_INVALID} (stand-in: grid {grid}, block {block}: at most 1,024 threads per "
+                "block, block (1024, 1024, 64), grid (2**31 - 1, 65535, 65535))"
+            )
         if shared_mem > self.max_dynamic_shared_size_bytes or static > _SHARED_DEFAULT:
-            raise CUDADriverError(f"{_INVALID} (stand-in: {shared_mem} bytes of dynamic and {static} of static shared "
-                                  f"memory; without opting in a block has {_SHARED_DEFAULT})")
+            raise CUDADriverError(
+                f"{_INVALID} (stand-in: {shared_mem} bytes of dynamic and {static} of static shared "
+                f"memory; without opting in a block has {_SHARED_DEFAULT})"
+            )
         args = tuple(args)
         if len(args) != len(sig):
-            raise TypeError(f"stand-in: kernel {self.name} takes {len(sig)} arguments, {len(args)} given "
-                            "(CuPy would launch it and the kernel would read garbage)")
+            raise TypeError(
+                f"stand-in: kernel {self.name} takes {len(sig)} arguments, {len(args)} given "
+                "(CuPy would launch it and the kernel would read garbage)"
+            )
         self._launch(lib, sig, descs, args, grid, block, threads, int(shared_mem))
 
     def _launch(self, lib, sig, descs, args, grid, block, threads, shared_mem):
@@ -217,19 +265,25 @@ class RawKernel:
             return None  # function.pyx _pointer: None is a null pointer
         if not _is_array(a):
             if isinstance(a, numpy.ndarray) and a.size != 1:
-                raise TypeError(f"You are trying to pass a numpy.ndarray of shape {a.shape} as a kernel parameter. "
-                                "Only numpy.ndarrays of size one can be passed by value. If you meant to pass a "
-                                "pointer to __global__ memory, you need to pass a cupy.ndarray instead.")
+                raise TypeError(
+                    f"You are trying to pass a numpy.ndarray of shape {a.shape} as a kernel parameter. "
+                    "Only numpy.ndarrays of size one can be passed by value. If you meant to pass a "
+                    "pointer to __global__ memory, you need to pass a cupy.ndarray instead."
+                )
             raise TypeError(f"stand-in: {what} is a pointer; got {type(a).__name__} (passed by value in CuPy)")
         x = _core._unwrap(a)
         if kind == ord("?"):
             raise NotImplementedError(f"stand-in: {what}: pointers to this type are not modelled")
         if kind != ord("v") and x.dtype.name not in _DTYPES.get((chr(kind), size), ()):
-            raise TypeError(f"stand-in: {what} takes {'/'.join(_DTYPES.get((chr(kind), size), ('?',)))} data; "
-                            f"got a {x.dtype} array (CuPy passes the pointer unchecked: the kernel misreads it)")
+            raise TypeError(
+                f"stand-in: {what} takes {'/'.join(_DTYPES.get((chr(kind), size), ('?',)))} data; "
+                f"got a {x.dtype} array (CuPy passes the pointer unchecked: the kernel misreads it)"
+            )
         if not x.flags.c_contiguous:
-            raise ValueError(f"stand-in: {what}: a non-C-contiguous array (RawKernel ignores views and reads the "
-                             "memory as if contiguous: docs/source/user_guide/kernel.rst)")
+            raise ValueError(
+                f"stand-in: {what}: a non-C-contiguous array (RawKernel ignores views and reads the "
+                "memory as if contiguous: docs/source/user_guide/kernel.rst)"
+            )
         addr = x.__array_interface__["data"][0]
         known = regions.get((addr, x.nbytes))
         if known is not None:  # the same array in two slots: one memory, as on the device
@@ -255,8 +309,10 @@ class RawKernel:
             raise TypeError(f"stand-in: {what} is passed by value; got {'None' if a is None else 'an array'}")
         if isinstance(a, numpy.ndarray):
             if a.size != 1:
-                raise TypeError(f"You are trying to pass a numpy.ndarray of shape {a.shape} as a kernel parameter. "
-                                "Only numpy.ndarrays of size one can be passed by value.")
+                raise TypeError(
+                    f"You are trying to pass a numpy.ndarray of shape {a.shape} as a kernel parameter. "
+                    "Only numpy.ndarrays of size one can be passed by value."
+                )
             dtype = a.dtype  # function.pyx CNumpyArray: its bytes, by value
         elif _standin.PROMOTION == "13" and isinstance(a, int) and type(a) not in _NUMPY_SCALARS:
             dtype = numpy.int64(a).dtype  # v13 function.pyx: numpy.int64(x) for any Python int or bool (OverflowError)
@@ -266,9 +322,11 @@ class RawKernel:
         if want is None:
             raise NotImplementedError(f"stand-in: {what}: parameters of this type are not modelled")
         if dtype.name not in want:
-            raise TypeError(f"stand-in: {what} takes a value of type {want[0]}; got {type(a).__name__} passed as "
-                            f"{dtype} "
-                            f"(Python int is int64 and float is float64 in CuPy; pass numpy.{want[0]}(...))")
+            raise TypeError(
+                f"stand-in: {what} takes a value of type {want[0]}; got {type(a).__name__} passed as "
+                f"{dtype} "
+                f"(Python int is int64 and float is float64 in CuPy; pass numpy.{want[0]}(...))"
+            )
         v = numpy.empty((), dtype)
         v[()] = a if not isinstance(a, numpy.ndarray) else a.reshape(())
         return v

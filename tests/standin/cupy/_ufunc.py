@@ -15,18 +15,54 @@ from . import _core, _promotion, _standin
 
 # NumPy's function computing the loop's operation (operands are already cast to the loop's types).
 _NUMPY = {
-    "add": numpy.add, "subtract": numpy.subtract, "multiply": numpy.multiply, "true_divide": numpy.true_divide,
-    "divide": numpy.true_divide, "floor_divide": numpy.floor_divide, "remainder": numpy.remainder,
-    "power": numpy.power, "maximum": numpy.maximum, "minimum": numpy.minimum,
-    "bitwise_and": numpy.bitwise_and, "bitwise_or": numpy.bitwise_or, "bitwise_xor": numpy.bitwise_xor,
-    "left_shift": numpy.left_shift, "right_shift": numpy.right_shift, "invert": numpy.invert,
-    "negative": numpy.negative, "absolute": numpy.absolute, "sqrt": numpy.sqrt, "exp": numpy.exp,
-    "log": numpy.log, "tanh": numpy.tanh, "sin": numpy.sin, "cos": numpy.cos, "isfinite": numpy.isfinite,
-    "isnan": numpy.isnan, "where": numpy.where, "greater": numpy.greater, "greater_equal": numpy.greater_equal,
-    "less": numpy.less, "less_equal": numpy.less_equal, "equal": numpy.equal, "not_equal": numpy.not_equal,
+    "add": numpy.add,
+    "subtract": numpy.subtract,
+    "multiply": numpy.multiply,
+    "true_divide": numpy.true_divide,
+    "divide": numpy.true_divide,
+    "floor_divide": numpy.floor_divide,
+    "remainder": numpy.remainder,
+    "power": numpy.power,
+    "maximum": numpy.maximum,
+    "minimum": numpy.minimum,
+    "bitwise_and": numpy.bitwise_and,
+    "bitwise_or": numpy.bitwise_or,
+    "bitwise_xor": numpy.bitwise_xor,
+    "left_shift": numpy.left_shift,
+    "right_shift": numpy.right_shift,
+    "invert": numpy.invert,
+    "negative": numpy.negative,
+    "absolute": numpy.absolute,
+    "sqrt": numpy.sqrt,
+    "exp": numpy.exp,
+    "log": numpy.log,
+    "tanh": numpy.tanh,
+    "sin": numpy.sin,
+    "cos": numpy.cos,
+    "isfinite": numpy.isfinite,
+    "isnan": numpy.isnan,
+    "where": numpy.where,
+    "greater": numpy.greater,
+    "greater_equal": numpy.greater_equal,
+    "less": numpy.less,
+    "less_equal": numpy.less_equal,
+    "equal": numpy.equal,
+    "not_equal": numpy.not_equal,
 }
-_NIN = {"invert": 1, "negative": 1, "absolute": 1, "sqrt": 1, "exp": 1, "log": 1, "tanh": 1, "sin": 1, "cos": 1,
-        "isfinite": 1, "isnan": 1, "where": 3}
+_NIN = {
+    "invert": 1,
+    "negative": 1,
+    "absolute": 1,
+    "sqrt": 1,
+    "exp": 1,
+    "log": 1,
+    "tanh": 1,
+    "sin": 1,
+    "cos": 1,
+    "isfinite": 1,
+    "isnan": 1,
+    "where": 3,
+}
 
 
 def preprocess(x):
@@ -81,8 +117,9 @@ def _check_cast(name, from_dt, to_dt, casting):
     if casting == "same_kind" and from_dt.kind == to_dt.kind:
         return
     if not numpy.can_cast(from_dt, to_dt, casting):
-        raise TypeError(f"Cannot cast ufunc 'cupy_{name}' output from {from_dt!r} to {to_dt!r} "
-                        f"with casting rule {casting!r}")
+        raise TypeError(
+            f"Cannot cast ufunc 'cupy_{name}' output from {from_dt!r} to {to_dt!r} with casting rule {casting!r}"
+        )
 
 
 class ufunc:
@@ -104,8 +141,10 @@ class ufunc:
 
     def __call__(self, *args, out=None, dtype=None, casting="same_kind"):
         if not self.nin <= len(args) <= self.nargs:
-            raise TypeError(f"Wrong number of arguments for {self.name!r}. It must be either {self.nin} or "
-                            f"{self.nargs} (with outputs), but given {len(args)}.")
+            raise TypeError(
+                f"Wrong number of arguments for {self.name!r}. It must be either {self.nin} or "
+                f"{self.nargs} (with outputs), but given {len(args)}."
+            )
         if len(args) > self.nin:
             if out is not None:
                 raise ValueError("Cannot specify 'out' as both a positional and keyword argument")
@@ -114,4 +153,4 @@ class ufunc:
             if len(out) != 1:
                 raise ValueError("The 'out' tuple must have exactly one entry per ufunc output")
             out = out[0]
-        return call(self._name, *args[:self.nin], out=out, dtype=dtype, casting=casting)
+        return call(self._name, *args[: self.nin], out=out, dtype=dtype, casting=casting)

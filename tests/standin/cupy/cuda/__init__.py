@@ -66,5 +66,7 @@ def get_current_stream(device_id=None):
 
 
 def __getattr__(name):
-    raise AttributeError(f"module 'cupy.cuda' has no attribute {name!r} (the CuPy stand-in models only what "
-                         f"minirso uses; add it on purpose, checked against real CuPy)")
+    raise AttributeError(
+        f"module 'cupy.cuda' has no attribute {name!r} (the CuPy stand-in models only what "
+        f"minirso uses; add it on purpose, checked against real CuPy)"
+    )

@@ -34,13 +34,22 @@ def getDeviceProperties(device: int) -> dict:
         raise CUDARuntimeError("cudaErrorInvalidDevice: invalid device ordinal")
     cc = _standin.compute_capability
     return {
-        "name": b"CuPy stand-in (CPU)", "totalGlobalMem": 80 * 1024**3, "major": int(cc[:-1]),
-        "minor": int(cc[-1]), "multiProcessorCount": 132, "warpSize": 32, "maxThreadsPerBlock": 1024,
-        "sharedMemPerBlock": 49152, "clockRate": 1980000, "memoryClockRate": 2619000, "memoryBusWidth": 5120,
+        "name": b"CuPy stand-in (CPU)",
+        "totalGlobalMem": 80 * 1024**3,
+        "major": int(cc[:-1]),
+        "minor": int(cc[-1]),
+        "multiProcessorCount": 132,
+        "warpSize": 32,
+        "maxThreadsPerBlock": 1024,
+        "sharedMemPerBlock": 49152,
+        "clockRate": 1980000,
+        "memoryClockRate": 2619000,
+        "memoryBusWidth": 5120,
         "l2CacheSize": 52428800,
     }
 
 
 def __getattr__(name):
-    raise AttributeError(f"module 'cupy.cuda.runtime' has no attribute {name!r} (the CuPy stand-in models only "
-                         f"what minirso uses)")
+    raise AttributeError(
+        f"module 'cupy.cuda.runtime' has no attribute {name!r} (the CuPy stand-in models only what minirso uses)"
+    )
