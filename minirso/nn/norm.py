@@ -83,6 +83,10 @@ class _BatchNorm(Layer):
         """Start accumulating the statistics of every training-mode input (see module docstring)."""
         self._estimate = [0.0, 0.0, 0]
 
+    def cancel_estimate(self):
+        """Stop accumulating without setting the running statistics (a re-estimate that failed)."""
+        self._estimate = None
+
     def end_estimate(self):
         """Set running_mean / running_var to the mean / biased variance of all inputs seen since begin_estimate."""
         s, ss, n = self._estimate

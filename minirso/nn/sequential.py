@@ -27,7 +27,7 @@ from . import functional as F
 from . import init as _init
 from .activation import Softmax
 from .layer import Layer
-from .norm import _BatchNorm
+from .norm import BatchNorm1d, BatchNorm2d
 
 __all__ = ["Sequential"]
 
@@ -221,7 +221,7 @@ class Sequential:
         images); smaller chunks bound memory and use per-chunk normalisation
         upstream.  The model's mode is restored afterwards.
         """
-        bns = [l for _, l, _ in self.named_layers() if isinstance(l, _BatchNorm)]
+        bns = [l for _, l, _ in self.named_layers() if isinstance(l, (BatchNorm1d, BatchNorm2d))]
         if not bns:
             return
         was_training = self.training
@@ -236,7 +236,7 @@ class Sequential:
                 bn.end_estimate()
         finally:
             for bn in bns:
-                bn._estimate = None
+                bn.cancel_estimate()
             self.train(was_training)
 
     # ---- 4. signal norm ------------------------------------------------------------------------
