@@ -52,7 +52,7 @@ from ..nn import (
 from ..nn import functional as F
 from .evaluate import CachedEvaluator
 
-__all__ = ["IncrementalEvaluator"]
+__all__ = ["IncrementalEvaluator", "make_evaluator"]
 
 # layers whose output channel c reads input channel c only; a global pool is one of them (max included: the
 # changed channel is re-pooled in full, nothing assumes the pool is linear in the change)
@@ -255,3 +255,15 @@ class IncrementalEvaluator(CachedEvaluator):
         ho = F.out_size(x.shape[2], conv.kernel_size[0], sh, ph)
         wo = F.out_size(x.shape[3], conv.kernel_size[1], sw, pw)
         return xc[:, :, u : u + sh * (ho - 1) + 1 : sh, v : v + sw * (wo - 1) + 1 : sw]
+
+
+def make_evaluator(evaluator, model, loss, chunk: int):
+    """RSO's ``evaluator`` argument as an object: ``"plain"`` / None (:class:`CachedEvaluator`), ``"incremental"``
+    (:class:`IncrementalEvaluator`), or any object meeting :class:`minirso.optim.evaluate.RSOEvaluator`."""
+    if evaluator is None or evaluator == "plain":
+        return CachedEvaluator(model, loss, chunk_size=chunk)
+    if evaluator == "incremental":
+        return IncrementalEvaluator(model, loss, chunk_size=chunk)
+    if isinstance(evaluator, str):
+        raise ValueError(f"evaluator must be 'plain', 'incremental' or an object, got {evaluator!r}")
+    return evaluator

@@ -71,7 +71,7 @@ candidate's activations instead of running the batch forward again.
 Random numbers (all pure functions of the seed, docs/design.md): the normals of
 a trial are ``normal(seed, STREAM_DELTA, offset, width)`` (width 1 at the
 weight level), the offsets laying every trial's draw end to end so that no
-two trials share a normal (:meth:`RSO.delta_offset`); the pool order of the u-th
+two trials share a normal (:meth:`Schedule.delta_offset`); the pool order of the u-th
 tensor of cycle c is ``argsort`` of 64-bit keys ``random_bits(seed,
 STREAM_DATA, 2 N (c U + o), 2 N)``, o = u for a weight tensor and o = the index of
 the weight tensor whose order it reuses (item 3) otherwise; uniform rows of batch b are
@@ -92,25 +92,24 @@ import numpy
 
 from ..backend import get_array_module
 from ..random import normal
-from .base import Optimizer, check_choice, check_int, check_positive, check_seed, per_sample
-from .evaluate import CachedEvaluator, check_class_labels
-from .incremental import IncrementalEvaluator
-from .rso_schedule import STREAM_DATA, STREAM_DATA_UNIFORM, STREAM_DELTA, Schedule, Unit, sweep_groups
+from .base import Optimizer, check_int, per_sample
+from .evaluate import check_class_labels
+from .incremental import make_evaluator
+from .rso_schedule import (  # re-exported: the streams RSO draws
+    HYPERPARAMETERS,
+    STREAM_DATA,
+    STREAM_DATA_UNIFORM,
+    STREAM_DELTA,
+    Schedule,
+    Unit,
+    check_hyperparameters,
+    sweep_groups,
+)
 from .rso_variants import ParallelSearch, joint_candidates
 
 __all__ = ["RSO", "decide", "sweep_groups", "Unit", "STREAM_DELTA", "STREAM_DATA", "STREAM_DATA_UNIFORM"]
 
 _STAT_KEYS = ("trials", "plus", "minus", "rejected", "nonfinite", "loss_sum", "loss_count", "wall_time")
-
-
-def _make_evaluator(evaluator, model, loss, chunk):
-    if evaluator is None or evaluator == "plain":
-        return CachedEvaluator(model, loss, chunk_size=chunk)
-    if evaluator == "incremental":
-        return IncrementalEvaluator(model, loss, chunk_size=chunk)
-    if isinstance(evaluator, str):
-        raise ValueError(f"evaluator must be 'plain', 'incremental' or an object, got {evaluator!r}")
-    return evaluator
 
 
 def decide(losses):
@@ -196,63 +195,21 @@ class RSO(Optimizer):
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"RSO: x has {x.shape[0]} samples but y has {y.shape[0]}")
         n = int(x.shape[0])
-        cycles = check_int("cycles", cycles, 1)
-        batch_size = check_int("batch_size", batch_size, 1)
-        if batch_size > n:
-            raise ValueError(f"batch_size {batch_size} is larger than the data ({n} samples)")
-        anneal = check_positive("anneal", anneal)
-        if not isinstance(sigma, str):
-            sigma = check_positive("sigma", sigma)
-        else:
-            check_choice("sigma", sigma, ("kaiming", "std"))
-        weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
-        if weight_decay >= 1:
-            raise ValueError(f"weight_decay must be < 1, got {weight_decay!r}")
-        check_choice("recipe", recipe, ("authors", "paper"))
-        bn_rows = check_int("bn_rows", bn_rows, 1)
-        check_choice("direction", direction, ("backward", "forward"))
-        check_choice("order", order, ("output", "input"))
-        check_choice("sampling", sampling, ("contiguous", "uniform"))
-        check_choice("level", level, ("weight", "layer", "network"))
-        check_choice("parallel", parallel, (None, "layer", "neuron"))
-        trials_per_batch = check_int("trials_per_batch", trials_per_batch, 1)
-        if trials_per_batch > 1 and (sampling != "contiguous" or not shared_batch):
-            raise ValueError("trials_per_batch > 1 needs sampling='contiguous' and shared_batch=True")
-        if parallel is not None and level != "weight":
-            raise ValueError(f"parallel={parallel!r} needs level='weight' (sec. 4.6 searches single weights)")
         self.model, self.x, self.y = model, x, y
-        cache_chunk = check_int("cache_chunk", cache_chunk, 1)
-        self.evaluator = _make_evaluator(evaluator, model, loss, cache_chunk)
-        check_class_labels(model, x, y, getattr(self.evaluator, "loss_name", "custom"), "RSO")
+        self.evaluator = make_evaluator(evaluator, model, loss, check_int("cache_chunk", cache_chunk, 1))
+        loss_name = getattr(self.evaluator, "loss_name", "custom")
+        check_class_labels(model, x, y, loss_name, "RSO")
         self.callback = callback
-        self.hyperparameters = {
-            "cycles": cycles,
-            "batch_size": batch_size,
-            "anneal": anneal,
-            "sigma": sigma,
-            "norm_sigma": check_positive("norm_sigma", norm_sigma),
-            "direction": direction,
-            "order": order,
-            "sampling": sampling,
-            "shared_batch": bool(shared_batch),
-            "recipe": recipe,
-            "weight_decay": weight_decay,
-            "bn_rows": bn_rows,
-            "loss": getattr(self.evaluator, "loss_name", "custom"),
-            "level": level,
-            "joint_scale": check_positive("joint_scale", joint_scale),
-            "parallel": parallel,
-            "trials_per_batch": trials_per_batch,
-            "seed": check_seed(seed),
-            "cache_chunk": cache_chunk,
-        }
+        # the arguments above by name (locals() is read once, in this scope, before any new name is bound)
+        settings = {k: v for k, v in locals().items() if k in HYPERPARAMETERS and k != "loss"}
+        self.hyperparameters = check_hyperparameters(settings, n, loss_name)  # ValueError names a bad one
         self.plan = Schedule(model, self.hyperparameters, n)  # the units, sigmas, rows and normals (rso_schedule)
         self.records = []  # in memory only (see the class docstring)
         self.cycle = self.unit = self.pos = self.trial = self.batches = 0
         self.accepted = 0  # trials of the run that changed the parameters (+Delta or -Delta kept)
         # reports are per sample: every candidate is scored on batch_size rows (its own or a shared batch);
         # 1 / batch_size for the summed loss, else 1 (a user's evaluator may name no loss_fn)
-        self._per_sample = per_sample(1.0, getattr(self.evaluator, "loss_fn", None), batch_size)
+        self._per_sample = per_sample(1.0, getattr(self.evaluator, "loss_fn", None), self.hyperparameters["batch_size"])
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
         self._parallel = None  # parallel search (sec. 4.6) over the current tensor, or None
         self._ready = False  # cache, pool order and noise of the current unit built?
@@ -366,14 +323,6 @@ class RSO(Optimizer):
             if hp["parallel"] is not None and u.kind == "weight":  # the tensor's state at the start of the unit
                 self._parallel = ParallelSearch(hp["parallel"], self.model.params[u.sl].copy())
         self._ready = True
-
-    def pool_owner(self, unit: int) -> int:
-        """The unit whose pool order ``unit`` reads (item 3; :meth:`Schedule.pool_owner`)."""
-        return self.plan.pool_owner(unit)
-
-    def first_batch(self, cycle: int, unit: int) -> int:
-        """The first mini-batch of ``unit`` in ``cycle`` (item 4; :meth:`Schedule.first_batch`)."""
-        return self.plan.first_batch(cycle, unit)
 
     def _rows(self, b: int):
         """Pool rows of the b-th mini-batch of the current unit (b counts from the unit's start).

@@ -15,14 +15,89 @@ import numpy
 
 from ..backend import to_numpy
 from ..random import integers, random_bits
+from .base import check_choice, check_int, check_positive, check_seed
 
-__all__ = ["Unit", "Schedule", "sweep_groups", "STREAM_DELTA", "STREAM_DATA", "STREAM_DATA_UNIFORM"]
+__all__ = [
+    "Unit",
+    "Schedule",
+    "sweep_groups",
+    "check_hyperparameters",
+    "HYPERPARAMETERS",
+    "STREAM_DELTA",
+    "STREAM_DATA",
+    "STREAM_DATA_UNIFORM",
+]
 
 STREAM_DELTA = 0x52534F01  # "RSO" 1: perturbations
 STREAM_DATA = 0x52534F02  # pool order per tensor
 STREAM_DATA_UNIFORM = 0x52534F03  # uniformly drawn batch rows
 
 NORM_KINDS = ("bn_scale", "bn_shift", "ln_scale", "ln_shift")
+
+
+#: RSO's hyperparameters, in the order of ``RSO.hyperparameters`` (and of its checkpoints)
+HYPERPARAMETERS = (
+    "cycles",
+    "batch_size",
+    "anneal",
+    "sigma",
+    "norm_sigma",
+    "direction",
+    "order",
+    "sampling",
+    "shared_batch",
+    "recipe",
+    "weight_decay",
+    "bn_rows",
+    "loss",
+    "level",
+    "joint_scale",
+    "parallel",
+    "trials_per_batch",
+    "seed",
+    "cache_chunk",
+)
+
+
+def check_hyperparameters(s: dict, n: int, loss_name: str) -> dict:
+    """RSO's hyperparameters from its arguments ``s`` (by name), checked: ValueError names a bad one.
+
+    ``n``: the pool's size; ``loss_name``: the evaluator's loss.  Returns them in :data:`HYPERPARAMETERS` order.
+    """
+    hp = dict(s, loss=loss_name)
+    hp["cycles"] = check_int("cycles", s["cycles"], 1)
+    hp["batch_size"] = check_int("batch_size", s["batch_size"], 1)
+    if hp["batch_size"] > n:
+        raise ValueError(f"batch_size {hp['batch_size']} is larger than the data ({n} samples)")
+    hp["anneal"] = check_positive("anneal", s["anneal"])
+    if isinstance(s["sigma"], str):
+        check_choice("sigma", s["sigma"], ("kaiming", "std"))
+    else:
+        hp["sigma"] = check_positive("sigma", s["sigma"])
+    hp["norm_sigma"] = check_positive("norm_sigma", s["norm_sigma"])
+    hp["weight_decay"] = check_positive("weight_decay", s["weight_decay"], allow_zero=True)
+    if hp["weight_decay"] >= 1:
+        raise ValueError(f"weight_decay must be < 1, got {s['weight_decay']!r}")
+    for name, choices in (
+        ("recipe", ("authors", "paper")),
+        ("direction", ("backward", "forward")),
+        ("order", ("output", "input")),
+        ("sampling", ("contiguous", "uniform")),
+        ("level", ("weight", "layer", "network")),
+        ("parallel", (None, "layer", "neuron")),
+    ):
+        check_choice(name, s[name], choices)
+    hp["bn_rows"] = check_int("bn_rows", s["bn_rows"], 1)
+    hp["shared_batch"] = bool(s["shared_batch"])
+    hp["joint_scale"] = check_positive("joint_scale", s["joint_scale"])
+    hp["trials_per_batch"] = check_int("trials_per_batch", s["trials_per_batch"], 1)
+    if hp["trials_per_batch"] > 1 and (s["sampling"] != "contiguous" or not s["shared_batch"]):
+        raise ValueError("trials_per_batch > 1 needs sampling='contiguous' and shared_batch=True")
+    if s["parallel"] is not None and s["level"] != "weight":
+        raise ValueError(f"parallel={s['parallel']!r} needs level='weight' (sec. 4.6 searches single weights)")
+    hp["seed"] = check_seed(s["seed"])
+    hp["cache_chunk"] = check_int("cache_chunk", s["cache_chunk"], 1)
+    return {k: hp[k] for k in HYPERPARAMETERS}
 
 
 @dataclass(frozen=True)
