@@ -291,13 +291,14 @@ def test_fused_mlp_loss_only_for_the_builtin_losses(monkeypatch):
 
 
 def test_fused_amc_move_returns_eps(monkeypatch):
-    """kernels.amc_move on the device: CuPy's three-output kernel returns (x, saved, eps); amc_move hands back
+    """AMCCore.move_gpu on the device: CuPy's three-output kernel returns (x, saved, eps); move_gpu hands back
     eps, x moved by it and saved the old x, equal to the plain proposal (the same normals up to libm's last bit)."""
     import cupy
 
     monkeypatch.setenv("MINIRSO_FUSED", "1")
     from minirso import kernels
     from minirso import random as mr
+    from minirso.optim.amc_core import AMCCore
 
     r = np.random.default_rng(13)
     p, seed, offset = 3001, 2**40 + 7, 9 * 3001
@@ -306,7 +307,7 @@ def test_fused_amc_move_returns_eps(monkeypatch):
     lam_sigma = (r.uniform(0.5, 2.0, p) * 0.02).astype(np.float32)
     for scale in (0.0173, lam_sigma):
         x, saved = cupy.asarray(x0), cupy.empty(p, dtype=np.float32)
-        eps = kernels.amc_move(
+        eps = AMCCore.move_gpu(
             x, saved, cupy.asarray(mu), scale if np.isscalar(scale) else cupy.asarray(scale), seed, 11, offset
         )
         assert kernels.status() == "on", kernels.status()

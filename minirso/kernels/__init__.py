@@ -6,7 +6,7 @@ aMC's proposal with :func:`minirso.random.normal` is about a hundred operations 
 more than the forward pass of the Fig. 1 MLP.  Here such stretches run as ONE kernel each, used only on CuPy and
 only while ``MINIRSO_FUSED`` is not ``0``.  The plain code stays the reference, and the callers choose: each
 caller tries the kernel where :func:`enabled` says so and runs its plain twin when the kernel's function
-returns None (``amc_mu_update``: False).
+returns None (``AMCCore.mu_update_gpu``: False).
 
 The files (package data, read with ``importlib.resources``):
 
@@ -14,12 +14,15 @@ The files (package data, read with ``importlib.resources``):
 source              Python side          kernels                                 plain twin
 ==================  ===================  ======================================  ==========================
 ``philox.cuh``      ``elementwise.py``   ``normal``                              ``minirso.random.normal``
-(the preamble)                           ``amc_proposal``                        ``AMC.proposal`` (eq. 9)
-                                         ``amc_move``                            ``AMC``'s move: 3 passes
-                                         ``amc_mu_update``                       eq. (10) in ``AMC.step``
+(the preamble)      ``optim/amc_core``   ``proposal``, ``proposal_scalar``       ``AMCCore.proposal`` (eq. 9)
+                    (beside the plain    ``move``, ``move_scalar``               ``AMCCore``'s move: 3 passes
+                    lines they equal)    ``mu_update``                           eq. (10) in ``AMCCore``
 ``rnn_tanh.cu``     ``rnn.py``           ``rnn_tanh``                            ``RNN``'s per-step loop
 ``mlp_tail.cu``     ``mlp.py``           ``mlp_tail``                            ``ModelLoss``'s forward
 ==================  ===================  ======================================  ==========================
+
+Every elementwise kernel is made by :func:`elementwise`, which lists it in :data:`ELEMENTWISE` (aMC's when
+``minirso.optim`` is imported, as ``import minirso`` does).
 
 ``build.py`` builds each kernel once per array module (memoised) and keeps one failure flag per kernel: a
 kernel that fails to compile or launch on some CUDA set-up warns once, naming itself, and only it falls back to
@@ -41,28 +44,16 @@ results below 1.2e-38 flush to 0 on the GPU, on the fused and the plain path ali
 from __future__ import annotations
 
 from .build import Kernel, all_kernels, compute_capability, enabled, failures, status
-from .elementwise import (
-    ELEMENTWISE,
-    MOVE_OPERATION,
-    MU_OPERATION,
-    NORMAL_OPERATION,
-    PHILOX_SOURCE,
-    PROPOSAL_OPERATION,
-    amc_move,
-    amc_mu_update,
-    amc_proposal,
-    normal,
-)
+from .elementwise import ELEMENTWISE, NORMAL_OPERATION, PHILOX_SOURCE, Elementwise, elementwise, normal
 from .mlp import MLP_MAX_WIDTH, MLP_SOURCE, MLP_THREADS, mlp_tail
 from .rnn import RNN_MIN_CAPABILITY, RNN_SOURCE, rnn_launch_shape, rnn_tanh
 
 __all__ = [
     "PHILOX_SOURCE",
-    "PROPOSAL_OPERATION",
     "NORMAL_OPERATION",
-    "MOVE_OPERATION",
-    "MU_OPERATION",
     "ELEMENTWISE",
+    "Elementwise",
+    "elementwise",
     "RNN_SOURCE",
     "MLP_SOURCE",
     "RNN_MIN_CAPABILITY",
@@ -75,9 +66,6 @@ __all__ = [
     "status",
     "compute_capability",
     "normal",
-    "amc_proposal",
-    "amc_move",
-    "amc_mu_update",
     "rnn_tanh",
     "rnn_launch_shape",
     "mlp_tail",

@@ -30,6 +30,12 @@ Random numbers (:mod:`minirso.random`): the proposal of step n in row k is
 ``normal(seeds[k], STREAM_PROPOSAL, n*P, P)``, its Metropolis uniform ``uniform(seeds[k],
 STREAM_ACCEPT, n, 1)``, the minibatch rows ``floor(N * uniform(seed, STREAM_DATA, n*N, B))`` (with
 replacement).  So the state is a few numbers plus mu (and lambda), and a resumed chain is exact.
+
+GPU twins (Chainer style): on CuPy, while :func:`minirso.kernels.enabled` says so, the proposal (eq. 9), one
+row's move and one row's eq. (10) each run as ONE elementwise kernel, written right below the plain lines it
+equals (``*_OPERATION``, ``*_gpu``) and built by :func:`minirso.kernels.elementwise` (memoised, its own failure
+flag).  A kernel that is unavailable returns None (eq. 10: False) and the plain lines run; both round alike
+(no fused multiply-add), so they are equal bit for bit given the same normals (``tests/kernels``).
 """
 
 from __future__ import annotations
@@ -143,6 +149,28 @@ def check_params(params, rows: bool):
     return params
 
 
+def scaled_kernels(name: str, out_params: str, operation: str) -> tuple:
+    """The two kernels of an eq. (9) GPU twin, ``(name, name_scalar)``: the first takes an array scale (lambda
+    sigma (P,), or sigma per row (K, 1)), the second a Python float.  A type placeholder is bound only by ARRAY
+    arguments in CuPy, so a float sigma needs a concrete float64 scale; ``(T)scale`` then rounds it to float32
+    exactly as NumPy 2 rounds a Python float multiplying a float32 array."""
+    args = "uint64 seed, uint64 stream, uint64 offset, int64 row_len"
+    return tuple(
+        kernels.elementwise(f"{name}{tail}", f"T mu, {s} scale, {args}", out_params, operation, kernels.PHILOX_SOURCE)
+        for tail, s in (("", "S"), ("_scalar", "float64"))
+    )
+
+
+def launch_scaled(pair: tuple, mu, scale, seed, stream: int, offset: int, *outs):
+    """``(ok, result)`` of the kernel of ``pair`` (:func:`scaled_kernels`) that takes ``scale``."""
+    if isinstance(scale, (int, float, numpy.integer, numpy.floating)):
+        kernel, scale = pair[1], float(scale)
+    else:
+        kernel = pair[0]
+    stream, offset, row_len = numpy.uint64(stream), numpy.uint64(offset), numpy.int64(mu.shape[-1])
+    return kernel.launch(get_array_module(mu), mu, scale, seed, stream, offset, row_len, *outs)
+
+
 class AMCCore(Optimizer):
     """aMC over the rows of ``params`` (moved in place): see the module docstring; subclasses give it a face.
 
@@ -196,12 +224,28 @@ class AMCCore(Optimizer):
         scale = self._scale()
         if kernels.enabled(xp):  # GPU: normals, scale and mu of every row in ONE kernel instead of ~100
             seed = self.seeds[0] if self.chains == 1 else self._device_rows(xp)["seeds"]
-            eps = kernels.amc_proposal(self.mu, scale, seed, STREAM_PROPOSAL, step * size)
+            eps = self.proposal_gpu(self.mu, scale, seed, STREAM_PROPOSAL, step * size)
             if eps is not None:
                 return eps
         z = [normal(s, STREAM_PROPOSAL, step * size, size, xp, dtype=p.dtype) for s in self.seeds]
         z = z[0].reshape(p.shape) if len(z) == 1 else xp.stack(z)  # like params
         return self.mu + scale * z  # one elementwise expression over all rows
+
+    # ---- GPU twin of the lines above: eq. (9) per element, z drawn in the kernel (philox.cuh) -------------------
+    # CuPy's syntax: i is the flat index (n and i are reserved, so the row length is row_len); row k of a
+    # (K, row_len) mu uses seed[k]: K chains in one launch, one chain is K = 1
+    PROPOSAL_OPERATION = (
+        "eps = mu + (T)scale * (T)minirso_normal(seed, stream, offset + (unsigned long long)(i % row_len));"
+    )
+    PROPOSAL_KERNELS = scaled_kernels("proposal", "T eps", PROPOSAL_OPERATION)
+
+    @classmethod
+    def proposal_gpu(cls, mu, scale, seed, stream: int, offset: int):
+        """``mu + scale * z`` in one launch, bit for bit the lines above given the same normals; None if the
+        kernel is unavailable.  mu (P,) with an int ``seed``, or (K, P) with ``seed`` a (K, 1) device array."""
+        seed = numpy.uint64(seed) if isinstance(seed, (int, numpy.integer)) else seed.astype(numpy.uint64, copy=False)
+        ok, eps = launch_scaled(cls.PROPOSAL_KERNELS, mu, scale, seed, stream, offset)
+        return eps if ok else None
 
     def _scale(self):
         """lambda sigma, the std of the proposal (eq. 9): one row's sigma is a Python float (rounded to the
@@ -219,7 +263,7 @@ class AMCCore(Optimizer):
         """``x <- x + eps`` in every row, keeping x in ``_saved`` (an exact restore on rejection); returns eps."""
         p = self.params
         if self.chains == 1 and kernels.enabled(get_array_module(p)):  # GPU: draw, copy and add in ONE pass
-            eps = kernels.amc_move(
+            eps = self.move_gpu(
                 p, self._saved, self.mu, self._scale(), self.seeds[0], STREAM_PROPOSAL, step * p.shape[-1]
             )
             if eps is not None:
@@ -228,6 +272,19 @@ class AMCCore(Optimizer):
         self._saved[...] = p
         p += eps
         return eps
+
+    # ---- GPU twin of the three passes above (one row): the proposal, the copy and the add in ONE pass ----------
+    MOVE_OPERATION = PROPOSAL_OPERATION + " saved = x; x = x + eps;"
+    MOVE_KERNELS = scaled_kernels("move", "T x, T saved, T eps", MOVE_OPERATION)
+
+    @classmethod
+    def move_gpu(cls, x, saved, mu, scale, seed: int, stream: int, offset: int):
+        """``saved[:] = x``, ``eps = mu + scale z``, ``x += eps`` in one launch, bit for bit the passes above;
+        returns eps, or None if the kernel is unavailable (x and saved are then untouched)."""
+        eps = get_array_module(x).empty_like(mu)
+        ok, _ = launch_scaled(cls.MOVE_KERNELS, mu, scale, numpy.uint64(seed), stream, offset, x, saved, eps)
+        # CuPy returns (x, saved, eps) for three outputs (_kernel.pyx: ``ret = tuple(out_args)``); eps is filled
+        return eps if ok else None
 
     def _evaluate(self):
         """``(U (K,) float64 on the host, U on the device or None, lambda or None, error or None)``: one
@@ -300,7 +357,7 @@ class AMCCore(Optimizer):
         xp = get_array_module(p)
         if self.chains == 1:  # one decision, on the host: one launch, nothing copied to the device
             if accept[0]:
-                if not (kernels.enabled(xp) and kernels.amc_mu_update(self.mu, eps, epsilon)):
+                if not (kernels.enabled(xp) and self.mu_update_gpu(self.mu, eps, epsilon)):
                     self.mu += epsilon * (eps - self.mu)  # eq. (10) (on a GPU: the same in one kernel)
             else:
                 p[...] = self._saved
@@ -316,6 +373,16 @@ class AMCCore(Optimizer):
         p[...] = xp.where(a[:, None], p, self._saved)
         self.mu = xp.where(a[:, None], self.mu + epsilon * (eps - self.mu), self.mu)  # eq. (10) where accepted
         self.mu = xp.where(d[:, None], 0, self.mu).astype(p.dtype, copy=False)
+
+    # ---- GPU twin of one row's eq. (10) above: rounded as the array code (float32, no FMA) -------------------
+    MU_OPERATION = "mu = mu + (T)epsilon * (eps - mu);"
+    MU_KERNEL = kernels.elementwise("mu_update", "T eps, float64 epsilon", "T mu", MU_OPERATION)
+
+    @classmethod
+    def mu_update_gpu(cls, mu, eps, epsilon: float) -> bool:
+        """Eq. (10) in place, ``mu += epsilon (eps - mu)``, in one launch, bit for bit the line above; False if
+        the kernel is unavailable."""
+        return cls.MU_KERNEL.launch(get_array_module(mu), eps, float(epsilon), mu)[0]
 
     def _device_rows(self, xp):
         """K rows on a GPU: the per-row numbers the device needs (seeds (K, 1), sigma, n_cr, U with inf for a

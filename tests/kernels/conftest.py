@@ -80,10 +80,10 @@ def lib(tmp_path_factory):
 
     source = HARNESS % {
         "philox": kernels.PHILOX_SOURCE,
-        "normal_op": kernels.NORMAL_OPERATION,
-        "proposal_op": kernels.PROPOSAL_OPERATION,
-        "move_op": kernels.MOVE_OPERATION,
-        "mu_op": kernels.MU_OPERATION,
+        "normal_op": kernels.ELEMENTWISE["normal"].operation,  # the registry: the loop bodies minirso builds
+        "proposal_op": kernels.ELEMENTWISE["proposal"].operation,
+        "move_op": kernels.ELEMENTWISE["move"].operation,
+        "mu_op": kernels.ELEMENTWISE["mu_update"].operation,
     }
     # -ffp-contract=off: no fused multiply-add, as the GPU kernel is built with --fmad=false
     lib = build(tmp_path_factory, "kernels", source, "-std=c99", "-ffp-contract=off")

@@ -14,6 +14,7 @@ import pytest
 
 from minirso import kernels
 from minirso.kernels import build
+from minirso.optim.amc_core import AMCCore
 
 from ._host import HOST
 
@@ -65,12 +66,12 @@ def test_failed_kernel_falls_back_with_one_warning(monkeypatch, fresh_kernels):
     """A kernel that cannot be built (here: NumPy has no ElementwiseKernel) warns once naming itself and
     switches only itself off: its next call returns None without a warning, the switch and the others stay."""
     monkeypatch.setenv("MINIRSO_FUSED", "1")
-    out, msgs = caught_warnings(lambda: kernels.amc_proposal(np.zeros(4, np.float32), 0.1, 3, 1, 0))
+    out, msgs = caught_warnings(lambda: AMCCore.proposal_gpu(np.zeros(4, np.float32), 0.1, 3, 1, 0))
     assert out is None
     assert len(msgs) == 1 and "plain array code" in msgs[0] and "'proposal_scalar'" in msgs[0]
     assert kernels.status().startswith("failed: proposal_scalar (AttributeError")
     assert list(kernels.failures()) == ["proposal_scalar"]
-    out, msgs = caught_warnings(lambda: kernels.amc_proposal(np.zeros(4, np.float32), 0.1, 3, 1, 0))
+    out, msgs = caught_warnings(lambda: AMCCore.proposal_gpu(np.zeros(4, np.float32), 0.1, 3, 1, 0))
     assert out is None and msgs == []  # once
     assert kernels.enabled(object())  # the switch stays on: the other kernels are still tried
     monkeypatch.setattr(by_name()["proposal_scalar"], "failed", None)
@@ -109,14 +110,14 @@ def test_one_raw_kernel_failing_to_build_leaves_the_others_on(fused, monkeypatch
             x_rnn, np.full((4, 2), 0.3, np.float32), np.eye(4, dtype=np.float32), np.zeros(4, np.float32), True, True
         )
         p, saved = np.ones(50, np.float32), np.zeros(50, np.float32)
-        eps = kernels.amc_move(p, saved, np.zeros(50, np.float32), 0.01, 3, 11, 0)
+        eps = AMCCore.move_gpu(p, saved, np.zeros(50, np.float32), 0.01, 3, 11, 0)
     assert u2 == plain and msgs == []
     assert c["by_name"] == {"minirso_rnn_tanh": 1, "minirso_move_scalar": 1}
     assert out is not None and eps is not None and np.array_equal(p, 1 + eps) and (saved == 1).all()
 
 
 def test_one_elementwise_kernel_failing_leaves_its_siblings_on(fused, monkeypatch):
-    """The scalar-sigma move fails to compile: amc_move with a scalar sigma returns None (x and saved untouched)
+    """The scalar-sigma move fails to compile: move_gpu with a scalar sigma returns None (x and saved untouched)
     after one warning naming it; with lambda sigma (its own kernel), normals and eq. (10) still launch."""
     spec = kernels.ELEMENTWISE["move_scalar"]
     monkeypatch.setattr(
@@ -127,16 +128,16 @@ def test_one_elementwise_kernel_failing_leaves_its_siblings_on(fused, monkeypatc
         ),
     )
     p, saved, mu = np.ones(40, np.float32), np.zeros(40, np.float32), np.zeros(40, np.float32)
-    eps, msgs = caught_warnings(lambda: kernels.amc_move(p, saved, mu, 0.01, 3, 11, 0))
+    eps, msgs = caught_warnings(lambda: AMCCore.move_gpu(p, saved, mu, 0.01, 3, 11, 0))
     assert eps is None and (p == 1).all() and (saved == 0).all()
     assert len(msgs) == 1 and "'move_scalar'" in msgs[0] and "CompileException" in msgs[0]
-    eps, msgs = caught_warnings(lambda: kernels.amc_move(p, saved, mu, 0.01, 3, 11, 0))
+    eps, msgs = caught_warnings(lambda: AMCCore.move_gpu(p, saved, mu, 0.01, 3, 11, 0))
     assert eps is None and msgs == []  # once
     assert list(kernels.failures()) == ["move_scalar"]
     with fused.counting() as c:
-        eps = kernels.amc_move(p, saved, mu, np.full(40, 0.01, np.float32), 3, 11, 0)
+        eps = AMCCore.move_gpu(p, saved, mu, np.full(40, 0.01, np.float32), 3, 11, 0)
         z = kernels.normal(3, 11, 0, 40, np, np.float32)
-        assert kernels.amc_mu_update(mu, eps, 0.5)
+        assert AMCCore.mu_update_gpu(mu, eps, 0.5)
     assert c["by_name"] == {"minirso_move": 1, "minirso_normal": 1, "minirso_mu_update": 1}
     np.testing.assert_array_equal(eps, np.float32(0.01) * z)
     np.testing.assert_array_equal(mu, np.float32(0.5) * eps)

@@ -1,17 +1,19 @@
-"""The elementwise kernels (minirso/kernels/elementwise.py) driven by minirso's own glue code through the CuPy
-stand-in's ElementwiseKernel on the CPU (CuPy's argument rules and return values), against the plain array code."""
+"""The elementwise kernels (minirso/kernels/elementwise.py; aMC's twins beside their plain code in
+minirso/optim/amc_core.py) driven by minirso's own glue code through the CuPy stand-in's ElementwiseKernel on
+the CPU (CuPy's argument rules and return values), against the plain array code."""
 
 import numpy as np
 import pytest
 
 from minirso import kernels
+from minirso.optim.amc_core import AMCCore
 
 from ._host import c_normals
 
 
 def test_amc_move_returns_eps_and_moves_in_one_launch(lib, fused):
-    """kernels.amc_move on the stand-in's ElementwiseKernel, which returns (x, saved, eps) as CuPy does for three
-    outputs: amc_move hands back eps itself, x moved by it, saved the old x, bit for bit the plain three passes."""
+    """AMCCore.move_gpu on the stand-in's ElementwiseKernel, which returns (x, saved, eps) as CuPy does for three
+    outputs: move_gpu hands back eps itself, x moved by it, saved the old x, bit for bit the plain three passes."""
     r = np.random.default_rng(6)
     p, seed, stream, offset = 2001, 2**41 + 3, 11, 5 * 2001
     mu = (r.standard_normal(p) * 1e-3).astype(np.float32)
@@ -21,14 +23,14 @@ def test_amc_move_returns_eps_and_moves_in_one_launch(lib, fused):
     for scale, name in ((0.0173, "minirso_move_scalar"), (lam_sigma, "minirso_move")):
         x, saved = x0.copy(), np.full(p, np.nan, np.float32)
         with fused.counting() as d:
-            eps = kernels.amc_move(x, saved, mu, scale, seed, stream, offset)
+            eps = AMCCore.move_gpu(x, saved, mu, scale, seed, stream, offset)
         assert isinstance(eps, np.ndarray) and eps.shape == (p,) and eps.dtype == np.float32
         assert d["by_name"] == {name: 1}
         np.testing.assert_array_equal(eps, mu + scale * z)
         np.testing.assert_array_equal(saved, x0)
         np.testing.assert_array_equal(x, x0 + eps)
     m = mu.copy()
-    assert kernels.amc_mu_update(m, eps, 0.013) is True
+    assert AMCCore.mu_update_gpu(m, eps, 0.013) is True
     ref = mu.copy()
     ref += 0.013 * (eps - ref)
     np.testing.assert_array_equal(m, ref)
