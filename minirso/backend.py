@@ -18,10 +18,17 @@ of the global choice, so a layer computes on whatever device its input is.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy
 
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from numpy.typing import ArrayLike, DTypeLike
+
 __all__ = [
+    "Array",
     "BackendError",
     "use_backend",
     "backend_name",
@@ -37,6 +44,9 @@ __all__ = [
 _ENV = "MINIRSO_BACKEND"
 _CHOICES = ("numpy", "cupy")
 _active = None  # the chosen module; None until first asked (chosen once)
+
+#: the arrays minirso computes on: numpy.ndarray or cupy.ndarray (CuPy is optional, so no import)
+Array = Any
 
 
 class BackendError(ValueError):
@@ -63,7 +73,7 @@ def cupy_available() -> bool:
     return _import_cupy()[0] is not None
 
 
-def use_backend(name: str):
+def use_backend(name: str) -> ModuleType:
     """Choose the array module for new arrays: ``"numpy"`` or ``"cupy"``; returns the module.
 
     Arrays made earlier stay where they are; models have ``model.to(name)`` to move.
@@ -75,7 +85,7 @@ def use_backend(name: str):
     return _active
 
 
-def xp():
+def xp() -> ModuleType:
     """The active array module (choosing it on first call, see the module docstring)."""
     if _active is None:
         env = os.environ.get(_ENV, "").strip()
@@ -90,7 +100,7 @@ def xp():
     return _active
 
 
-def array_module(name: str):
+def array_module(name: str) -> ModuleType:
     """The module for backend ``name`` (``"numpy"`` or ``"cupy"``) without changing the active choice."""
     if name == "numpy":
         return numpy
@@ -107,7 +117,7 @@ def backend_name() -> str:
     return "cupy" if xp() is not numpy else "numpy"
 
 
-def get_array_module(*arrays):
+def get_array_module(*arrays: Array) -> ModuleType:
     """The module (numpy or cupy) that owns ``arrays``; the active one when none is given.
 
     Like ``cupy.get_array_module`` but safe to call where CuPy is not installed.
@@ -120,19 +130,19 @@ def get_array_module(*arrays):
     return numpy if arrays else xp()
 
 
-def asarray(a, dtype=None):
+def asarray(a: ArrayLike | Array, dtype: DTypeLike = None) -> Array:
     """``a`` as an array of the active backend (copies host<->device only when needed)."""
     return xp().asarray(a, dtype=dtype)
 
 
-def to_numpy(a):
+def to_numpy(a: ArrayLike | Array) -> numpy.ndarray:
     """``a`` as a NumPy array on the host.  Forces a host sync when ``a`` is on the GPU."""
     if type(a).__module__.startswith("cupy"):
         return a.get()  # host sync
     return numpy.asarray(a)
 
 
-def synchronize():
+def synchronize() -> None:
     """Wait for queued GPU work (a no-op on NumPy); use before reading wall-clock times."""
     if backend_name() == "cupy":
         xp().cuda.get_current_stream().synchronize()  # host sync

@@ -8,10 +8,18 @@ on the scale, but float64 keeps small loss differences from rounding away.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy
 
-from .backend import get_array_module, to_numpy
+from .backend import Array, get_array_module, to_numpy
 from .nn.functional import log_softmax
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from numpy.typing import DTypeLike
 
 __all__ = ["cross_entropy", "mse", "accuracy", "one_hot", "check_labels", "LOSSES", "resolve_loss"]
 
@@ -40,7 +48,7 @@ def _check_labels(logits, labels, who):
         )
 
 
-def check_labels(labels, num_classes: int, who: str):
+def check_labels(labels: Array, num_classes: int, who: str) -> None:
     """Raise ValueError unless ``labels`` are integer class indices in ``[0, num_classes)``, naming the bad values.
 
     Call it ONCE where labels enter (a dataset, an optimizer, a loss object), not in every loss
@@ -69,7 +77,7 @@ def check_labels(labels, num_classes: int, who: str):
         )
 
 
-def cross_entropy(logits, labels, reduction: str = "mean", dtype=numpy.float32):
+def cross_entropy(logits: Array, labels: Array, reduction: str = "mean", dtype: DTypeLike = numpy.float32) -> Array:
     """Softmax cross-entropy ``-log softmax(logits)[label]``: logits (N, C), integer labels (N,) -> scalar array.
 
     Stable for any logits (log-sum-exp with the maximum subtracted).  ``dtype``
@@ -82,7 +90,7 @@ def cross_entropy(logits, labels, reduction: str = "mean", dtype=numpy.float32):
     return _reduce(-picked, reduction)
 
 
-def mse(pred, target, reduction: str = "mean"):
+def mse(pred: Array, target: Array, reduction: str = "mean") -> Array:
     """Mean-squared error: the mean (or sum) over ALL elements of ``(pred - target)^2`` (PyTorch's MSELoss).
 
     The aMC paper's Fig. 1 loss: softmax outputs against one-hot targets (see :func:`one_hot`).
@@ -95,13 +103,13 @@ def mse(pred, target, reduction: str = "mean"):
     return _reduce(d * d, reduction)
 
 
-def one_hot(labels, num_classes: int, dtype=numpy.float32):
+def one_hot(labels: Array, num_classes: int, dtype: DTypeLike = numpy.float32) -> Array:
     """Integer labels (N,) -> (N, num_classes) one-hot rows."""
     xp = get_array_module(labels)
     return (labels.reshape(-1, 1) == xp.arange(num_classes)).astype(dtype)
 
 
-def accuracy(logits, labels) -> float:
+def accuracy(logits: Array, labels: Array) -> float:
     """Fraction of rows whose arg-max equals the label, as a Python float (a host sync on GPU)."""
     _check_labels(logits, labels, "accuracy")
     return float((logits.argmax(axis=1) == labels).mean())  # host sync
@@ -129,7 +137,7 @@ LOSSES = {
 }
 
 
-def resolve_loss(loss):
+def resolve_loss(loss: str | Callable[[Array, Array], Any]) -> tuple[str, Callable[[Array, Array], Any]]:
     """``(name, fn)`` for a loss given by name (see ``LOSSES``) or as a callable ``fn(outputs, targets)``."""
     if callable(loss):
         return getattr(loss, "__name__", "custom"), loss

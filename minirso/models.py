@@ -25,6 +25,8 @@ Every builder takes ``seed`` and ``init`` (see :mod:`minirso.nn.init`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .nn import (
     GRU,
     RNN,
@@ -41,6 +43,9 @@ from .nn import (
     Softmax,
     Tanh,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["rso_mnist", "rso_cifar", "mlp", "amc_deep_tanh", "amc_rnn_classifier", "RECIPES"]
 
@@ -75,7 +80,7 @@ def _head(recipe, global_pool, width, num_classes, last):
 
 def rso_mnist(
     seed: int = 0,
-    init="kaiming",
+    init: str | tuple = "kaiming",
     in_channels: int = 1,
     num_classes: int = 10,
     channels: int = 16,
@@ -155,7 +160,7 @@ def _block(i, cin, cout, pool, eps):
 def rso_cifar(
     depth: int = 10,
     seed: int = 0,
-    init="kaiming",
+    init: str | tuple = "kaiming",
     in_channels: int = 3,
     num_classes: int = 10,
     bn_eps: float = 1e-3,
@@ -206,7 +211,12 @@ _ACTIVATIONS = {"tanh": Tanh, "relu": ReLU}
 
 
 def mlp(
-    sizes, activation: str = "tanh", layer_norm: bool = False, output: str | None = None, seed: int = 0, init="kaiming"
+    sizes: Sequence[int],
+    activation: str = "tanh",
+    layer_norm: bool = False,
+    output: str | None = None,
+    seed: int = 0,
+    init: str | tuple = "kaiming",
 ) -> Sequential:
     """Fully connected net ``sizes[0] -> ... -> sizes[-1]``.
 
@@ -236,7 +246,7 @@ def mlp(
     return Sequential(layers, seed=seed, init=init)
 
 
-def amc_deep_tanh(depth: int, seed: int = 0, init=("gaussian", 1e-2)) -> Sequential:
+def amc_deep_tanh(depth: int, seed: int = 0, init: str | tuple = ("gaussian", 1e-2)) -> Sequential:
     """The aMC paper's deep narrow net (sec. II E, Fig. 6): 1 input, ``depth`` hidden tanh layers
     (4 neurons each but the last, which has 10), 1 output; "all neurons have tanh activation functions".
 
@@ -248,7 +258,12 @@ def amc_deep_tanh(depth: int, seed: int = 0, init=("gaussian", 1e-2)) -> Sequent
 
 
 def amc_rnn_classifier(
-    hidden_size: int = 64, input_size: int = 2, num_classes: int = 2, cell: str = "rnn", seed: int = 0, init="kaiming"
+    hidden_size: int = 64,
+    input_size: int = 2,
+    num_classes: int = 2,
+    cell: str = "rnn",
+    seed: int = 0,
+    init: str | tuple = "kaiming",
 ) -> Sequential:
     """The aMC paper's RNN (sec. II D, Fig. 5): a 2-layer stack of tanh RNNs (hidden 64) reading a
     pixel sequence one-hot encoded in 2 values, the last hidden state into a linear classifier.

@@ -9,20 +9,31 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import TYPE_CHECKING
 
 from . import atomic, integrity
 from .errors import FILE_ERRORS, CheckpointError, CheckpointWarning, write_error
 from .mapping import Checkpoint, decode, optimizer_state, root_attributes, write_run
 
-__all__ = ["save", "load", "verify", "check_writable", "previous_path", "load_bytes"]
+if TYPE_CHECKING:
+    from ..nn.sequential import Sequential
+    from ..optim.base import TrainableOptimizer
 
-previous_path = atomic.previous_path
+__all__ = ["save", "load", "verify", "check_writable", "previous_path", "load_bytes"]
 
 
 # ================================================================================================
 # save
 # ================================================================================================
-def save(path, model, optimizer=None, history=None, *, meta=None, keep_previous: bool = False):
+def save(
+    path: str | os.PathLike,
+    model: Sequential,
+    optimizer: TrainableOptimizer | dict | None = None,
+    history: dict | None = None,
+    *,
+    meta: dict | None = None,
+    keep_previous: bool = False,
+) -> None:
     """Write a checkpoint of ``model`` (and optionally optimizer state, history and metadata) to ``path``.
 
     ``optimizer``: an :class:`~minirso.optim.Optimizer`, or a ``state_dict()`` it made, or None.
@@ -65,7 +76,7 @@ def _worth_keeping(path) -> bool:
     return True
 
 
-def check_writable(path, *, create_folders: bool = False) -> str:
+def check_writable(path: str | os.PathLike, *, create_folders: bool = False) -> str:
     """Raise :class:`CheckpointError` now if :func:`save` could not write a checkpoint at ``path``.
 
     For the start of a long run, so that a bad ``--checkpoint`` fails in a second instead of after the
@@ -92,10 +103,13 @@ def check_writable(path, *, create_folders: bool = False) -> str:
     return folder
 
 
+previous_path = atomic.previous_path  # path + ".prev": where save(keep_previous=True) keeps the file it replaces
+
+
 # ================================================================================================
 # load and verify
 # ================================================================================================
-def load(path, *, fallback: bool = False, verify: str = "all") -> Checkpoint:
+def load(path: str | os.PathLike, *, fallback: bool = False, verify: str = "all") -> Checkpoint:
     """Read a checkpoint written by :func:`save`, checking every checksum; see :class:`Checkpoint`.
 
     Any problem with the file raises :class:`CheckpointError` (a missing file too, with "no such
@@ -124,7 +138,7 @@ def load(path, *, fallback: bool = False, verify: str = "all") -> Checkpoint:
         return ckpt
 
 
-def load_bytes(data: bytes, path, *, check_header: bool = True, verify: str = "all") -> Checkpoint:
+def load_bytes(data: bytes, path: str | os.PathLike, *, check_header: bool = True, verify: str = "all") -> Checkpoint:
     """:func:`load` of a file's bytes already in memory; ``path`` names it in errors.
 
     ``check_header=False`` skips the header (the whole-file size and sha256) and relies on the
@@ -140,7 +154,7 @@ def load_bytes(data: bytes, path, *, check_header: bool = True, verify: str = "a
         raise CheckpointError(path, f"malformed checkpoint ({type(e).__name__}: {e})") from e
 
 
-def verify(path, *, verify: str = "all") -> dict:
+def verify(path: str | os.PathLike, *, verify: str = "all") -> dict:
     """Check format, version, header and every checksum without building a model.
 
     Returns a summary ``{"path", "format_version", "created", "size", "datasets", "groups"}``;

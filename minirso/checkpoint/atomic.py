@@ -125,7 +125,7 @@ def fsync_directory(path):
         os.close(fd)
 
 
-def previous_path(path) -> str:
+def previous_path(path: str | os.PathLike) -> str:
     """Where :func:`keep_previous` keeps the file that the next write replaces: ``path + ".prev"``."""
     return os.fspath(path) + ".prev"
 

@@ -18,6 +18,7 @@ the data directory.
 from __future__ import annotations
 
 import pathlib
+from typing import TYPE_CHECKING
 
 import numpy
 
@@ -25,6 +26,9 @@ from . import download as _dl
 from .dataset import Dataset
 from .dataset import normalize as _normalize
 from .idx import DataError, read_idx
+
+if TYPE_CHECKING:
+    import os
 
 __all__ = [
     "BUNDLED_DIR",
@@ -85,7 +89,7 @@ FASHION_MNIST_CLASSES = (
 )
 
 
-def load_mnist(data_dir=None, download: bool = True, normalize: bool = True) -> Dataset:
+def load_mnist(data_dir: str | os.PathLike | None = None, download: bool = True, normalize: bool = True) -> Dataset:
     """The full MNIST (60,000 / 10,000) from ``<data dir>/mnist/``, downloaded if missing and allowed.
 
     Images (N, 1, 28, 28): float32 ``pixels / 255`` minus the global mean of
@@ -98,7 +102,9 @@ def load_mnist(data_dir=None, download: bool = True, normalize: bool = True) -> 
     )
 
 
-def load_fashion_mnist(data_dir=None, download: bool = True, normalize: bool = True) -> Dataset:
+def load_fashion_mnist(
+    data_dir: str | os.PathLike | None = None, download: bool = True, normalize: bool = True
+) -> Dataset:
     """Fashion-MNIST (60,000 / 10,000) from ``<data dir>/fashion-mnist/`` or Debian's copy.
 
     Looked for in ``<data dir>/fashion-mnist/``, then in
@@ -145,7 +151,7 @@ def _load_idx_dataset(title, name, files, directories, mirrors, download, normal
     return Dataset(x_train, y_train, x_test, y_test, name=name, source=source, classes=classes)
 
 
-def load_mnist_test(directory=BUNDLED_DIR):
+def load_mnist_test(directory: str | os.PathLike = BUNDLED_DIR) -> tuple[numpy.ndarray, numpy.ndarray]:
     """The official MNIST test set: uint8 images (10000, 28, 28) and int64 labels (10000,), checksums verified."""
     d = pathlib.Path(directory)
     images = read_idx(d / "t10k-images-idx3-ubyte.gz", MNIST_TEST_MD5["t10k-images-idx3-ubyte.gz"])
@@ -158,7 +164,9 @@ def load_mnist_test(directory=BUNDLED_DIR):
     return images, labels.astype(numpy.int64)
 
 
-def bundled_mnist_split(n_train: int = 8000, directory=BUNDLED_DIR):
+def bundled_mnist_split(
+    n_train: int = 8000, directory: str | os.PathLike = BUNDLED_DIR
+) -> tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray, numpy.ndarray]:
     """``(x_train, y_train, x_held, y_held)`` from the MNIST test set: the first ``n_train`` digits train.
 
     Images are float32 (N, 1, 28, 28), ``pixels / 255`` minus the mean of the
@@ -173,7 +181,7 @@ def bundled_mnist_split(n_train: int = 8000, directory=BUNDLED_DIR):
 
 
 def load_mnist_or_bundled(
-    data_dir=None, download: bool = False, n_train: int = 8000, normalize: bool = True
+    data_dir: str | os.PathLike | None = None, download: bool = False, n_train: int = 8000, normalize: bool = True
 ) -> tuple[Dataset, str]:
     """``(dataset, note)``: the full MNIST if it is under the data directory, else the bundled split.
 

@@ -18,16 +18,22 @@
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 import numpy
 
-from ..backend import array_module, get_array_module, to_numpy, xp
+from ..backend import Array, array_module, get_array_module, to_numpy, xp
 from ..params import allocate
 from . import functional as F
 from . import init as _init
 from .activation import Softmax
 from .layer import Layer
 from .norm import BatchNorm1d, BatchNorm2d
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from numpy.typing import DTypeLike
 
 __all__ = ["Sequential"]
 
@@ -49,7 +55,7 @@ class Sequential:
     Layers without a name get ``<type><index>``, e.g. ``dense0``.
     """
 
-    def __init__(self, *layers, seed: int = 0, init="kaiming"):
+    def __init__(self, *layers: Layer | Sequence[Layer], seed: int = 0, init: str | tuple | list = "kaiming") -> None:
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
             layers = tuple(layers[0])
         if not layers:
@@ -96,7 +102,7 @@ class Sequential:
     def num_params(self) -> int:
         return int(self.params.size)
 
-    def named_layers(self):
+    def named_layers(self) -> Iterator[tuple[str, Layer, int]]:
         """``(path, layer, top_index)`` for every layer and sub-layer, e.g. ``("res1.body0", Conv2d, 3)``."""
         for i, top in enumerate(self.layers):
             for path, layer in _walk(top, top.name):
@@ -141,7 +147,7 @@ class Sequential:
         return f"Sequential(\n{inner}\n)  # {self.num_params} parameters"
 
     # ---- mode and device -----------------------------------------------------------------------
-    def train(self, mode: bool = True):
+    def train(self, mode: bool = True) -> Sequential:
         """Training mode: BatchNorm uses batch statistics (see :mod:`minirso.nn.norm`), so a row's output
         depends on the other rows of its batch.  A new model is in training mode (RSO and aMC train in
         it); :func:`minirso.checkpoint.load` returns one in eval mode."""
@@ -150,11 +156,11 @@ class Sequential:
             layer.train(mode)
         return self
 
-    def eval(self):
+    def eval(self) -> Sequential:
         """Evaluation mode: BatchNorm uses its running statistics; each row's output depends on that row only."""
         return self.train(False)
 
-    def to(self, backend: str):
+    def to(self, backend: str) -> Sequential:
         """Move parameters and buffers to ``"numpy"`` or ``"cupy"`` (views are re-bound); returns self."""
         target = array_module(backend)
         self.params = target.asarray(to_numpy(self.params))
@@ -165,7 +171,7 @@ class Sequential:
         return self
 
     # ---- 2. forward ----------------------------------------------------------------------------
-    def forward(self, x, start: int = 0, stop: int | None = None):
+    def forward(self, x: Array, start: int = 0, stop: int | None = None) -> Array:
         """Run layers ``start .. stop-1`` on ``x``, which must be the INPUT of layer ``start``.
 
         ``forward(x)`` is the whole net; ``forward(a, start=k)`` continues from
@@ -187,7 +193,9 @@ class Sequential:
     __call__ = forward
 
     # ---- 3. activation cache -------------------------------------------------------------------
-    def layer_inputs(self, x, layer: int, chunk_size: int = 2000, start: int = 0, dtype=None):
+    def layer_inputs(
+        self, x: Array, layer: int, chunk_size: int = 2000, start: int = 0, dtype: DTypeLike = None
+    ) -> Array:
         """The input activations of ``layers[layer]`` for every sample of ``x``, computed ``chunk_size`` at a time.
 
         ``x`` is the input of layer ``start`` (default: the network input).
@@ -211,7 +219,7 @@ class Sequential:
             out[i : i + a.shape[0]] = a
         return out
 
-    def reestimate_batchnorm(self, x, chunk_size: int | None = None):
+    def reestimate_batchnorm(self, x: Array, chunk_size: int | None = None) -> None:
         """Set every BatchNorm's running statistics from the data ``x`` (RSO: no gradient step updates them).
 
         One training-mode pass: each BatchNorm normalises with batch statistics
@@ -241,7 +249,7 @@ class Sequential:
 
     # ---- 4. signal norm ------------------------------------------------------------------------
     @contextlib.contextmanager
-    def signal_stats(self):
+    def signal_stats(self) -> Iterator[Sequential]:
         """Inside this block, forward passes record signal-norm statistics (reset on entry).
 
         Any number of passes (chunks of a dataset) may run inside; the average
@@ -257,7 +265,7 @@ class Sequential:
             for layer in layers:
                 layer.recording = False
 
-    def signal_norm_lambda(self):
+    def signal_norm_lambda(self) -> Array:
         """lambda_i for every parameter, one float32 array aligned with ``params`` (aMC eqs. 17-18).
 
         Weights feeding neuron j: ``lambda = (<sum_{i->j} S_i^2>_data)^(-1/2)``,
@@ -277,7 +285,7 @@ class Sequential:
         return lam
 
     # ---- 5. inference --------------------------------------------------------------------------
-    def predict(self, x, batch_size: int = 2000):
+    def predict(self, x: Array, batch_size: int = 2000) -> Array:
         """Class indices: the arg-max over the last axis of the output, one per row of ``x``.
 
         Runs in eval mode ``batch_size`` rows at a time, so a row's class does not depend on the other
@@ -290,7 +298,7 @@ class Sequential:
         out = self._inference(x, batch_size, lambda y: y.argmax(axis=-1))
         return out.astype(numpy.int64, copy=False)
 
-    def predict_proba(self, x, batch_size: int = 2000):
+    def predict_proba(self, x: Array, batch_size: int = 2000) -> Array:
         """Class probabilities: the softmax over the last axis of the output, per row of ``x``.
 
         A model that ends in a :class:`~minirso.nn.Softmax` layer already outputs probabilities:

@@ -17,9 +17,14 @@ progressive batching is :mod:`minirso.optim.amc_loss`.  For a minirso model use
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from .amc_core import STREAM_ACCEPT, STREAM_DATA, STREAM_PROPOSAL, AMCCore, check_params, check_settings
 from .base import check_seed, per_sample
+
+if TYPE_CHECKING:
+    from ..backend import Array
+    from .amc_loss import AMCLoss
 
 __all__ = ["AMC", "Metropolis", "STREAM_PROPOSAL", "STREAM_ACCEPT", "STREAM_DATA"]
 
@@ -46,12 +51,12 @@ class AMC(AMCCore):
 
     def __init__(
         self,
-        params,
-        loss_fn,
+        params: Array,
+        loss_fn: AMCLoss,
         *,
         sigma0: float = 1e-3,
         epsilon: float = 0.0,
-        n_s=100,
+        n_s: float = 100,
         signal_norm: bool = False,
         temperature: float = 0.0,
         decay: float = 0.95,
@@ -59,7 +64,7 @@ class AMC(AMCCore):
         batch_size: int | None = None,
         progressive: bool = False,
         progressive_threshold: float = 0.1,
-    ):
+    ) -> None:
         check_params(params, rows=False)
         settings = check_settings(
             sigma0=sigma0,
@@ -170,14 +175,14 @@ class Metropolis(AMC):
 
     def __init__(
         self,
-        params,
-        loss_fn,
+        params: Array,
+        loss_fn: AMCLoss,
         *,
         sigma: float = 1e-3,
         temperature: float = 0.0,
         seed: int = 0,
         batch_size: int | None = None,
-    ):
+    ) -> None:
         super().__init__(
             params,
             loss_fn,

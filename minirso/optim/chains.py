@@ -32,16 +32,24 @@ Two pieces, as for one chain (policy vs. evaluator, docs/design.md):
 from __future__ import annotations
 
 import numbers
+from typing import TYPE_CHECKING
 
 import numpy
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..losses import resolve_loss
 from ..nn import Dense, Flatten, Identity, LayerNorm, ReLU, Softmax, Tanh
 from ..nn import functional as F
 from .amc_core import AMCCore, check_params, check_settings
 from .base import check_seed, per_sample
 from .evaluate import check_class_labels
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    from ..nn.sequential import Sequential
+    from .amc_loss import AMCLoss
 
 __all__ = ["AMCChains", "ChainsLoss"]
 
@@ -58,7 +66,9 @@ class ChainsLoss:
     others raise ValueError naming the layer.
     """
 
-    def __init__(self, model, x, y, loss="mse"):
+    def __init__(
+        self, model: Sequential, x: Array, y: Array, loss: str | Callable[[Array, Array], Any] = "mse"
+    ) -> None:
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"ChainsLoss: x has {x.shape[0]} samples but y has {y.shape[0]}")
         for name, layer, _ in model.named_layers():
@@ -80,7 +90,7 @@ class ChainsLoss:
         g = self._groups[f"{layer.name}.{name}"]
         return thetas[:, g.slice].reshape((thetas.shape[0],) + tuple(g.shape))  # (K, *shape)
 
-    def forward(self, thetas):
+    def forward(self, thetas: Array) -> Array:
         """Outputs of every chain: thetas (K, P) -> (K, N, ...)."""
         if thetas.ndim != 2 or thetas.shape[1] != self.num_params:
             raise ValueError(f"ChainsLoss: thetas must be (K, {self.num_params}), got {tuple(thetas.shape)}")
@@ -117,7 +127,7 @@ class ChainsLoss:
             h = xp.broadcast_to(a, (k,) + a.shape)
         return h
 
-    def __call__(self, thetas):
+    def __call__(self, thetas: Array) -> Array:
         """Losses (K,) as a float64 array of the backend (no host sync here)."""
         out = self.forward(thetas)  # (K, N, ...)
         xp = get_array_module(out)
@@ -154,8 +164,16 @@ class AMCChains(AMCCore):
     """
 
     def __init__(
-        self, params, loss_fn, *, seeds=0, sigma0: float = 1e-3, epsilon: float = 0.0, n_s=100, decay: float = 0.95
-    ):
+        self,
+        params: Array,
+        loss_fn: AMCLoss,
+        *,
+        seeds: int | Sequence[int] = 0,
+        sigma0: float = 1e-3,
+        epsilon: float = 0.0,
+        n_s: float = 100,
+        decay: float = 0.95,
+    ) -> None:
         k = check_params(params, rows=True).shape[0]
         if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
             seeds = [int(seeds) + c for c in range(k)]
@@ -219,7 +237,7 @@ class AMCChains(AMCCore):
             return 0
         return int(numpy.argmin(numpy.where(numpy.isnan(self.loss), numpy.inf, self.loss)))
 
-    def model_params(self):
+    def model_params(self) -> Array:
         """The best chain's row (P,): what the Trainer's model holds for evaluation and the checkpoint."""
         return self.params[self.best()]
 

@@ -8,13 +8,21 @@ docs/design.md).  :class:`ModelLoss` implements every protocol of :mod:`minirso.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy
 
 from .. import kernels
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..losses import LOSSES, resolve_loss
 from ..nn import Dense, ReLU, Softmax, Tanh
 from .evaluate import check_class_labels
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from ..nn.sequential import Sequential
 
 __all__ = ["ModelLoss", "mlp_layout"]
 
@@ -42,7 +50,16 @@ class ModelLoss:
     that buffer (the usual case: aMC moves the model's buffer in place).
     """
 
-    def __init__(self, model, x, y, loss="mse", *, signal_stats: bool = False, track_error: bool = False):
+    def __init__(
+        self,
+        model: Sequential,
+        x: Array,
+        y: Array,
+        loss: str | Callable[[Array, Array], Any] = "mse",
+        *,
+        signal_stats: bool = False,
+        track_error: bool = False,
+    ) -> None:
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"ModelLoss: x has {x.shape[0]} samples but y has {y.shape[0]}")
         self.model, self.x, self.y = model, x, y
@@ -53,7 +70,7 @@ class ModelLoss:
         self.configure(signal_stats=signal_stats, track_error=track_error)
         self._layout = False  # the fused kernel's plan of the net (see _fused): False = not made yet
 
-    def configure(self, *, signal_stats: bool = False, track_error: bool = False):
+    def configure(self, *, signal_stats: bool = False, track_error: bool = False) -> None:
         """What every evaluation records from now on besides U: eq. (17) statistics, the classification error."""
         self._signal_stats, self._track_error = bool(signal_stats), bool(track_error)
 
@@ -71,7 +88,7 @@ class ModelLoss:
     def num_samples(self) -> int:
         return int(self.x.shape[0])
 
-    def select(self, rows):
+    def select(self, rows: Array | None) -> None:
         """Evaluate on ``x[rows]`` from now on (``None``: the full data set).
 
         The rows are gathered here, once: aMC evaluates U(x) and U(x') on the same minibatch.
@@ -79,7 +96,7 @@ class ModelLoss:
         self.rows = rows
         self._batch = None if rows is None else (self.x[rows], self.y[rows])  # (B, ...), (B,)
 
-    def __call__(self, params) -> float:
+    def __call__(self, params: Array) -> float:
         model = self.model
         if params is not model.params:
             model.params[...] = params
@@ -142,7 +159,7 @@ class ModelLoss:
         n = {"elements": x.shape[0] * out_width, "rows": x.shape[0], None: 1}[divide]
         return float(total) / n  # host sync: the accept/reject decision is made on the host
 
-    def lambdas(self):
+    def lambdas(self) -> Array:
         """lambda_i (aMC eq. 18) from the statistics of the last evaluation, aligned with ``model.params``."""
         if not self.signal_stats:
             raise RuntimeError(
@@ -151,7 +168,7 @@ class ModelLoss:
         return self.model.signal_norm_lambda()
 
 
-def mlp_layout(model):
+def mlp_layout(model: Sequential) -> tuple[numpy.ndarray, bool] | None:
     """``(layout, softmax)`` of a plain fully connected net for :data:`minirso.kernels.MLP_SOURCE`, else None.
 
     The net must be Dense layers, each optionally followed by Tanh or ReLU, optionally ending in

@@ -87,10 +87,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..random import normal
 from .base import Optimizer, check_int, per_sample
 from .evaluate import check_class_labels
@@ -107,12 +108,19 @@ from .rso_schedule import (  # re-exported: the streams RSO draws
 )
 from .rso_variants import ParallelSearch, joint_candidates
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from ..nn.sequential import Sequential
+    from .evaluate import RSOEvaluator
+
 __all__ = ["RSO", "decide", "sweep_groups", "Unit", "STREAM_DELTA", "STREAM_DATA", "STREAM_DATA_UNIFORM"]
 
 _STAT_KEYS = ("trials", "plus", "minus", "rejected", "nonfinite", "loss_sum", "loss_count", "wall_time")
 
 
-def decide(losses):
+def decide(losses: numpy.ndarray) -> tuple[int, numpy.ndarray]:
     """``(best, finite)`` for the losses of (w, w + Delta, w - Delta): the argmin, where a tie keeps the
     earlier candidate (so w wins ties) and a NaN or infinite loss never wins."""
     finite = numpy.isfinite(losses)
@@ -166,14 +174,14 @@ class RSO(Optimizer):
 
     def __init__(
         self,
-        model,
-        x,
-        y,
+        model: Sequential,
+        x: Array,
+        y: Array,
         *,
         cycles: int,
         batch_size: int = 5000,
         anneal: float = 0.1,
-        sigma="kaiming",
+        sigma: str | float = "kaiming",
         norm_sigma: float = 0.167,
         direction: str = "backward",
         order: str = "output",
@@ -182,16 +190,16 @@ class RSO(Optimizer):
         recipe: str = "authors",
         weight_decay: float = 1e-4,
         bn_rows: int = 2000,
-        loss="cross_entropy",
+        loss: str | Callable[[Array, Array], Any] = "cross_entropy",
         level: str = "weight",
         joint_scale: float = 0.1,
-        parallel=None,
+        parallel: str | None = None,
         trials_per_batch: int = 1,
         seed: int = 0,
         cache_chunk: int = 2000,
-        evaluator=None,
-        callback=None,
-    ):
+        evaluator: str | RSOEvaluator | None = None,
+        callback: Callable[[str, dict], Any] | None = None,
+    ) -> None:
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"RSO: x has {x.shape[0]} samples but y has {y.shape[0]}")
         n = int(x.shape[0])
@@ -259,7 +267,7 @@ class RSO(Optimizer):
     def safe_point(self) -> bool:
         return self.at_batch_start
 
-    def where(self, end=None) -> str:
+    def where(self, end: int | None = None) -> str:
         cycles = self.hyperparameters["cycles"]
         if self.done:
             return f"trial {self.trial} (all {cycles} cycles done)"
@@ -281,7 +289,7 @@ class RSO(Optimizer):
             "part": (u.name, self.pos, u.trials),
         }
 
-    def history_rows(self, every=None) -> list:
+    def history_rows(self, every: int | None = None) -> list:
         """The "layers" row of the tensor the last step finished (none inside a tensor): its record with cycles
         counted from 1, ``batch_loss`` per sample instead of ``mean_loss``, and ``acceptance``."""
         if self.pos != 0 or not self.records:
@@ -386,7 +394,7 @@ class RSO(Optimizer):
             self._end_unit()
         return info
 
-    def delta_offset(self, cycle=None, unit=None, pos=None) -> int:
+    def delta_offset(self, cycle: int | None = None, unit: int | None = None, pos: int | None = None) -> int:
         """First normal of the Delta of a trial, by default the next one (:meth:`Schedule.delta_offset`)."""
         return self.plan.delta_offset(
             self.cycle if cycle is None else cycle,

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy
 
-from ..backend import to_numpy
+from ..backend import Array, to_numpy
 from ..random import integers, random_bits
 from .base import check_choice, check_int, check_positive, check_seed
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from ..nn.sequential import Sequential
+    from ..params import ParamGroup
 
 __all__ = [
     "Unit",
@@ -121,7 +128,7 @@ class Unit:
     neuron: int
 
 
-def sweep_groups(model, direction="backward"):
+def sweep_groups(model: Sequential, direction: str = "backward") -> list[ParamGroup]:
     """The model's parameter groups in RSO order.
 
     Stages: a "weight" tensor starts a stage; biases and normalisation tensors
@@ -159,7 +166,7 @@ class Schedule:
     brings the base sigmas measured on the initial weights).
     """
 
-    def __init__(self, model, hp: dict, n: int):
+    def __init__(self, model: Sequential, hp: dict, n: int) -> None:
         self.hp, self.n = hp, int(n)
         self.units = self._build_units(model)
 
@@ -216,7 +223,7 @@ class Schedule:
         return 1.0 if e == 1 else a + (1.0 - a) * (e - 1 - cycle) / (e - 1)
 
     # ---- the normals ---------------------------------------------------------------------------
-    def width(self, u) -> int:
+    def width(self, u: Unit) -> int:
         """Normals one trial of unit ``u`` draws: 1 at the weight level, the tensor's (network's) size jointly."""
         return 1 if self.hp["level"] == "weight" else u.sl.stop - u.sl.start
 
@@ -246,7 +253,7 @@ class Schedule:
                 return v
         return unit
 
-    def batches(self, u) -> int:
+    def batches(self, u: Unit) -> int:
         """Mini-batches one unit draws from its pool in a cycle."""
         hp = self.hp
         return -(-u.trials // hp["trials_per_batch"]) * (1 if hp["shared_batch"] else 3)
@@ -268,7 +275,7 @@ class Schedule:
             return (self.first_batch(cycle - 1, unit) + self.batches(u)) % m
         return self.batches(self.units[last]) % m
 
-    def pool_order(self, cycle: int, unit: int):
+    def pool_order(self, cycle: int, unit: int) -> numpy.ndarray:
         """The pool order (N,) unit ``unit`` reads in ``cycle``: ``argsort`` of 64-bit keys drawn from
         ``random_bits(seed, STREAM_DATA, 2 N (c U + o), 2 N)``, o = :meth:`pool_owner`.  NumPy (host) array."""
         n = self.n
@@ -277,13 +284,13 @@ class Schedule:
         keys = (w[:, 0] << numpy.uint64(32)) | w[:, 1]  # (N,) 64-bit sort keys: ties have probability ~N^2/2^65
         return numpy.argsort(keys, kind="stable")
 
-    def contiguous_rows(self, order, batch: int):
+    def contiguous_rows(self, order: Array, batch: int) -> Array:
         """Rows of the ``batch``-th mini-batch (counted from the pool order's first) of ``order``. (B,)"""
         bsz = self.hp["batch_size"]
         s = (batch % (self.n // bsz)) * bsz
         return order[s : s + bsz]
 
-    def uniform_rows(self, counter: int, xp):
+    def uniform_rows(self, counter: int, xp: ModuleType) -> Array:
         """Rows of the run's ``counter``-th uniformly drawn batch: floor(N * uniform(seed, STREAM_DATA_UNIFORM,
         counter B, B)). (B,)"""
         bsz = self.hp["batch_size"]

@@ -9,16 +9,23 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from .. import checkpoint as ckpt
-from ..backend import get_array_module, to_numpy
+from ..backend import Array, get_array_module, to_numpy
 from ..losses import resolve_loss
 from ..optim.base import TrainableOptimizer, check_int
 from .evaluation import evaluate
 from .metrics import MetricsLog, ordered_rows
 from .progress import Progress
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from ..nn.sequential import Sequential
 
 __all__ = ["Trainer"]
 
@@ -52,24 +59,24 @@ class Trainer:
 
     def __init__(
         self,
-        model,
-        optimizer,
+        model: Sequential,
+        optimizer: TrainableOptimizer,
         *,
-        steps=None,
-        eval_data=None,
-        train_eval_data=None,
-        bn_data=None,
-        eval_every=1,
-        checkpoint=None,
-        checkpoint_every=1,
-        checkpoint_every_trials=None,
-        log_every=100,
-        progress=True,
-        meta=None,
-        loss="cross_entropy_mean",
-        eval_batch=2000,
-        metrics_log=True,
-    ):
+        steps: int | None = None,
+        eval_data: tuple[Array, Array] | None = None,
+        train_eval_data: tuple[Array, Array] | None = None,
+        bn_data: Array | None = None,
+        eval_every: int = 1,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
+        checkpoint_every_trials: int | None = None,
+        log_every: int = 100,
+        progress: bool = True,
+        meta: dict | None = None,
+        loss: str | Callable[[Array, Array], Any] = "cross_entropy_mean",
+        eval_batch: int = 2000,
+        metrics_log: bool | str | os.PathLike | None = True,
+    ) -> None:
         if not isinstance(optimizer, TrainableOptimizer):
             missing = [m for m in _MEMBERS if not hasattr(optimizer, m)]
             raise TypeError(
@@ -331,7 +338,7 @@ class Trainer:
         )
         self._dirty = False
 
-    def restore(self, path=None) -> bool:
+    def restore(self, path: str | os.PathLike | None = None) -> bool:
         """Continue from the checkpoint at ``path`` (default: ``checkpoint``); False if there is none.
 
         Falls back, with a warning, to the previous checkpoint when the newest is damaged.  ValueError
