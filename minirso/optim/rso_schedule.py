@@ -271,8 +271,8 @@ class Schedule:
         m = self.n // self.hp["batch_size"]
         sharing = [v for v in range(len(self.units)) if self.pool_owner(v) == unit]
         last = max(sharing)  # the last of them in sweep order (they all follow the weight tensor)
-        if last == unit:  # no normalisation tensor resets the iterator: it just goes on
-            return (self.first_batch(cycle - 1, unit) + self.batches(u)) % m
+        if last == unit:  # no normalisation tensor resets the iterator: it has gone on for `cycle` whole cycles
+            return cycle * self.batches(u) % m
         return self.batches(self.units[last]) % m
 
     def pool_order(self, cycle: int, unit: int) -> numpy.ndarray:
